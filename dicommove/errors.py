@@ -1,0 +1,155 @@
+"""The exceptions raised by dicommove.
+
+Every exception derives from :class:`DicomMoveError`, and its message says what
+went wrong and what to do about it::
+
+    DicomMoveError
+    ├── InputError (also ValueError)       bad input: fix the call and try again
+    │   ├── AddressError                   "AE@host:port" could not be parsed
+    │   └── QueryError                     a selector, value or identifier is invalid
+    ├── LocalSetupError                    our side cannot start: output dir, store port
+    ├── NetworkError                       talking to the PACS failed
+    │   ├── ConnectError                   TCP connect refused, unreachable or timed out
+    │   ├── AssociationRejected            the PACS rejected the association
+    │   └── AssociationAborted             the association was aborted or timed out
+    └── MoveError                          the PACS answered, but not with everything
+        ├── MoveDestinationUnknown         0xA801: our AE is not registered on the PACS
+        └── MoveIncomplete                 some requests failed or arrived incomplete
+
+    QueryWarning (UserWarning)             a non-strict query was sent as given
+
+Exceptions raised after a move started carry the partial manifest as
+``.manifest`` (a :class:`pandas.DataFrame`, or ``None`` before any row exists),
+so nothing already received is lost.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "AddressError",
+    "AssociationAborted",
+    "AssociationRejected",
+    "ConnectError",
+    "DicomMoveError",
+    "InputError",
+    "LocalSetupError",
+    "MoveDestinationUnknown",
+    "MoveError",
+    "MoveIncomplete",
+    "NetworkError",
+    "QueryError",
+    "QueryWarning",
+]
+
+
+class DicomMoveError(Exception):
+    """Base class of every error raised by dicommove.
+
+    Attributes
+    ----------
+    manifest : pandas.DataFrame or None
+        The manifest as far as it got, when the error happened during a move.
+    """
+
+    def __init__(self, message: str, *, manifest: pd.DataFrame | None = None) -> None:
+        super().__init__(message)
+        self.manifest = manifest
+
+
+class InputError(DicomMoveError, ValueError):
+    """The caller passed something invalid; nothing was sent."""
+
+
+class AddressError(InputError):
+    """An ``AE@host:port`` address could not be parsed."""
+
+
+class QueryError(InputError):
+    """A query selector, value or identifier is invalid for the chosen model."""
+
+
+class LocalSetupError(DicomMoveError):
+    """Our side cannot run: the output directory or the store port is unusable.
+
+    Raised before any C-MOVE is sent.
+    """
+
+
+class NetworkError(DicomMoveError):
+    """Talking to the PACS failed at the network or association level."""
+
+
+class ConnectError(NetworkError):
+    """The TCP connection to the PACS could not be made."""
+
+
+class AssociationRejected(NetworkError):
+    """The PACS rejected our association request.
+
+    Attributes
+    ----------
+    result, source, reason : int
+        The A-ASSOCIATE-RJ fields (PS3.8 9.3.4).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        result: int = 0,
+        source: int = 0,
+        reason: int = 0,
+        manifest: pd.DataFrame | None = None,
+    ) -> None:
+        super().__init__(message, manifest=manifest)
+        self.result = result
+        self.source = source
+        self.reason = reason
+
+
+class AssociationAborted(NetworkError):
+    """The association was aborted, or a reply did not come in time."""
+
+
+class MoveError(DicomMoveError):
+    """The PACS answered a C-MOVE with a failure.
+
+    Attributes
+    ----------
+    status : int or None
+        The final C-MOVE status code, if one was received.
+    error_comment : str
+        The ErrorComment the PACS sent, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_comment: str = "",
+        manifest: pd.DataFrame | None = None,
+    ) -> None:
+        super().__init__(message, manifest=manifest)
+        self.status = status
+        self.error_comment = error_comment
+
+
+class MoveDestinationUnknown(MoveError):
+    """The PACS does not know the move destination AE title (0xA801)."""
+
+
+class MoveIncomplete(MoveError):
+    """At least one request did not arrive complete.
+
+    ``.manifest`` holds every row; filter it on ``status`` to see which.
+    """
+
+
+class QueryWarning(UserWarning):
+    """A query that fails validation is being sent anyway (``strict=False``)."""
