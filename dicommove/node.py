@@ -68,8 +68,10 @@ class Node:
         object.__setattr__(self, "ae_title", validate_ae_title(self.ae_title))
         if not self.host:
             raise AddressError("empty host: write the address as AE@host:port")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not (
-            0 < self.port < 65536
+        if (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, int)
+            or not (0 < self.port < 65536)
         ):
             raise AddressError(f"invalid port {self.port!r}: use a number from 1 to 65535")
 

@@ -1,0 +1,203 @@
+"""The manifest: one row per instance received, or per request that fell short.
+
+Schema (column: dtype, meaning):
+
+=================== ===================== ================================================
+``request``         object                index label of the request row (your cohort's
+                                          index), ``<NA>`` for ``unrequested`` rows
+``PatientID``       string                from the received dataset, or the request keys
+``StudyInstanceUID`` string               idem
+``SeriesInstanceUID`` string              idem
+``SOPInstanceUID``  string                idem; ``<NA>`` on request-level rows
+``SOPClassUID``     string                from the C-STORE request
+``TransferSyntaxUID`` string              the transfer syntax the instance arrived in
+``path``            string                absolute path of the file written
+``size``            Int64                 bytes of the file written
+``status``          category              see :data:`STATUSES`
+``reason``          string                why a row is not ``received`` (empty otherwise)
+``received_at``     datetime64[ns, UTC]   when the file was complete on disk
+``move_status``     Int64                 final C-MOVE status code of the request
+``completed``       Int64                 request rows: sub-operations completed
+``failed``          Int64                 request rows: sub-operations failed
+``warning``         Int64                 request rows: sub-operations with warnings
+=================== ===================== ================================================
+
+Request-level rows (``SOPInstanceUID`` is ``<NA>``) stand for a request as a
+whole: one moved to a foreign destination, one that matched nothing, or one
+that failed before its instances could be listed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "COLUMNS",
+    "OK_STATUSES",
+    "PROBLEM_STATUSES",
+    "STATUSES",
+    "build",
+    "is_complete",
+    "read_csv",
+    "summarize",
+    "write_csv",
+]
+
+#: Every value the ``status`` column can take.
+STATUSES: tuple[str, ...] = (
+    "received",  # stored under its final name
+    "duplicate",  # the same instance again, identical bytes: counted once
+    "moved",  # request row: moved to a foreign destination, all sub-operations completed
+    "unrequested",  # arrived during a move but matches no request; kept
+    "conflict",  # the same SOPInstanceUID again with different bytes; first kept
+    "refused",  # our store SCP refused it (unsafe UID, mismatch); nothing written
+    "not_found",  # request row: the PACS matched no instance
+    "missing",  # counted by the PACS, or requested by UID, but never arrived
+    "failed",  # the PACS (or our disk) failed it; ``reason`` says how
+    "cancelled",  # the move was cancelled before it arrived
+    "timeout",  # the PACS went silent before it arrived
+)
+
+#: Statuses that mean "this item is where it should be".
+OK_STATUSES: frozenset[str] = frozenset({"received", "duplicate", "moved"})
+
+#: Statuses that mean a requested item is not where it should be.
+PROBLEM_STATUSES: frozenset[str] = frozenset(
+    {"conflict", "refused", "not_found", "missing", "failed", "cancelled", "timeout"}
+)
+
+#: Column name -> pandas dtype name ("category" is :data:`STATUSES`).
+COLUMNS: dict[str, str] = {
+    "request": "object",
+    "PatientID": "string",
+    "StudyInstanceUID": "string",
+    "SeriesInstanceUID": "string",
+    "SOPInstanceUID": "string",
+    "SOPClassUID": "string",
+    "TransferSyntaxUID": "string",
+    "path": "string",
+    "size": "Int64",
+    "status": "category",
+    "reason": "string",
+    "received_at": "datetime64[ns, UTC]",
+    "move_status": "Int64",
+    "completed": "Int64",
+    "failed": "Int64",
+    "warning": "Int64",
+}
+
+
+def build(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Build a manifest with the documented schema from row mappings.
+
+    Missing keys become ``<NA>``; unknown keys are an error.
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        One mapping per row, keyed by column name.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    data: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    for row in rows:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise KeyError(f"unknown manifest columns {sorted(unknown)}")
+        for name, column in data.items():
+            column.append(row.get(name))
+    return _typed(pd.DataFrame(data))
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    out: pd.DataFrame = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    for name, dtype in COLUMNS.items():
+        col = df[name] if name in df else pd.Series([None] * len(df), dtype="object")
+        col = col.reset_index(drop=True)
+        if dtype == "category":
+            unknown = set(col.dropna()) - set(STATUSES)
+            if unknown:
+                raise ValueError(f"unknown manifest statuses {sorted(unknown)}")
+            out[name] = pd.Categorical(col.astype("object"), categories=list(STATUSES))
+        elif dtype.startswith("datetime64"):
+            out[name] = pd.to_datetime(col, utc=True).astype("datetime64[ns, UTC]")
+        elif dtype == "Int64":
+            out[name] = pd.to_numeric(col, errors="raise").astype("Int64")
+        elif dtype == "string":
+            out[name] = col.astype("object").where(col.notna(), None).astype("string")
+        else:
+            out[name] = col.astype("object").where(col.notna(), None)
+    return out
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a manifest as CSV, atomically (temp file, then rename).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part")
+    df.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+    os.replace(tmp, target)
+    return target
+
+
+def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a manifest written by :func:`write_csv`, restoring its dtypes."""
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    return _typed(df)
+
+
+def is_complete(df: pd.DataFrame) -> bool:
+    """Return whether no row of a manifest has a problem status (see :data:`PROBLEM_STATUSES`)."""
+    return not bool(df["status"].isin(sorted(PROBLEM_STATUSES)).any())
+
+
+def summarize(df: pd.DataFrame) -> str:
+    """One line: instance and byte counts, then the count of each status present.
+
+    Examples
+    --------
+    >>> summarize(build([{"status": "received", "size": 10, "request": 0}]))
+    '1 instance received (10 bytes) for 1 request; received: 1'
+    """
+    counts = df["status"].value_counts(sort=False)
+    present = [f"{name}: {int(counts[name])}" for name in STATUSES if counts.get(name, 0)]
+    stored = df["status"].isin(["received"])
+    n = int(stored.sum())
+    nbytes = int(df.loc[stored, "size"].fillna(0).sum())
+    n_requests = int(df["request"].dropna().nunique())
+    text = (
+        f"{n} instance{'s' if n != 1 else ''} received ({_human_bytes(nbytes)}) "
+        f"for {n_requests} request{'s' if n_requests != 1 else ''}"
+    )
+    return text + ("; " + ", ".join(present) if present else "")
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1000:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000.0
+        if value < 1000 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
