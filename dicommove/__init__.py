@@ -2,4 +2,86 @@
 
 >>> import dicommove
 >>> df = dicommove.move("ORTHANC@127.0.0.1:4242", ["1.2.3"])  # doctest: +SKIP
+
+The public surface is re-exported here; submodules are implementation.
 """
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    AddressError,
+    AssociationAborted,
+    AssociationRejected,
+    ConnectError,
+    DicomMoveError,
+    InputError,
+    LocalSetupError,
+    MoveDestinationUnknown,
+    MoveError,
+    MoveIncomplete,
+    NetworkError,
+    QueryError,
+    QueryWarning,
+)
+from .node import Node
+
+if TYPE_CHECKING:
+    from ._api import echo, move
+    from .engine import Session
+    from .manifest import STATUSES
+    from .query import Query, Request
+
+__all__ = [
+    "STATUSES",
+    "AddressError",
+    "AssociationAborted",
+    "AssociationRejected",
+    "ConnectError",
+    "DicomMoveError",
+    "InputError",
+    "LocalSetupError",
+    "MoveDestinationUnknown",
+    "MoveError",
+    "MoveIncomplete",
+    "NetworkError",
+    "Node",
+    "Query",
+    "QueryError",
+    "QueryWarning",
+    "Request",
+    "Session",
+    "__version__",
+    "echo",
+    "move",
+]
+
+# Imported on first use, so that `dicommove --help` does not pay for pydicom and pandas.
+_LAZY = {
+    "echo": "._api",
+    "move": "._api",
+    "Session": ".engine",
+    "STATUSES": ".manifest",
+    "Query": ".query",
+    "Request": ".query",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dicommove' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+logging.getLogger("dicommove").addHandler(logging.NullHandler())

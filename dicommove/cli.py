@@ -1,0 +1,390 @@
+"""The ``dicommove`` command line, in parity with DICOM-rs ``dicom-movescu``.
+
+``dicommove move ADDR [QUERY.dcm] [-S|-P] [--query-file F] [-q SEL=VAL ...]``
+moves what the query identifies, writes the manifest as CSV and prints a
+one-line summary. ``dicommove echo ADDR`` checks connectivity, and
+``dicommove demo`` runs a real C-MOVE from the embedded demo PACS.
+
+Exit codes
+----------
+0  every request arrived complete
+2  bad input (usage, address, query): nothing was sent
+3  partial: some instances arrived, others failed or are missing
+4  failed or refused by the PACS (including an unknown move destination)
+5  network or association error (connect, reject, abort, timeout)
+6  local setup error (output directory, store port)
+130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_LOCAL",
+    "EXIT_NETWORK",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_FAILED = 4
+EXIT_NETWORK = 5
+EXIT_LOCAL = 6
+EXIT_INTERRUPTED = 130
+
+MANIFEST_NAME = "dicommove-manifest.csv"
+
+_EPILOG = """\
+exit codes: 0 complete; 2 bad input; 3 partial (some instances failed or are missing);
+4 failed or refused by the PACS; 5 network/association error; 6 local setup error
+(output directory, store port); 130 interrupted.
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="verbose mode (-vv: debug)"
+    )
+    parser.add_argument(
+        "--calling-ae-title",
+        default="STORE-SCP",
+        metavar="AE",
+        help="our AE title, also the store SCP's (default: STORE-SCP)",
+    )
+    parser.add_argument(
+        "--called-ae-title",
+        metavar="AE",
+        help="the PACS's AE title (default: from ADDR, else ANY-SCP)",
+    )
+    parser.add_argument(
+        "--max-pdu-length",
+        type=int,
+        default=16384,
+        metavar="N",
+        help="the maximum PDU length we receive, 4096..131072 or 0 for unlimited (default: 16384)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dicommove",
+        description="Pull imaging studies out of a PACS with DICOM C-MOVE.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"dicommove {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    mv = sub.add_parser(
+        "move",
+        help="C-MOVE studies, series or instances (dicom-movescu compatible)",
+        description="Send a C-MOVE and receive the instances in the embedded store SCP.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mv.add_argument("addr", metavar="ADDR", help="the PACS as AE@host:port (or host:port)")
+    mv.add_argument("file", metavar="QUERY.dcm", nargs="?", help="a DICOM query object file")
+    model = mv.add_mutually_exclusive_group()
+    model.add_argument(
+        "-S",
+        "--study",
+        dest="model",
+        action="store_const",
+        const="study",
+        help="Study Root Query/Retrieve Information Model (default)",
+    )
+    model.add_argument(
+        "-P",
+        "--patient",
+        dest="model",
+        action="store_const",
+        const="patient",
+        help="Patient Root Query/Retrieve Information Model",
+    )
+    mv.add_argument("--query-file", metavar="F", help="a text file of selector=value lines")
+    mv.add_argument(
+        "-q",
+        "--query",
+        dest="queries",
+        action="append",
+        default=[],
+        metavar="SEL=VAL",
+        help="a query element; repeatable",
+    )
+    mv.add_argument(
+        "--move-destination",
+        metavar="AE",
+        help="the C-MOVE destination (default: the calling AE title, received here)",
+    )
+    mv.add_argument(
+        "-p", "--port", type=int, default=11111, help="the store SCP port (default: 11111)"
+    )
+    mv.add_argument(
+        "-o",
+        "--out-dir",
+        default=".",
+        metavar="DIR",
+        help="output directory for received files (default: .)",
+    )
+    mv.add_argument(
+        "--manifest",
+        metavar="PATH",
+        help=f"where to write the CSV manifest (default: DIR/{MANIFEST_NAME})",
+    )
+    mv.add_argument(
+        "--no-strict",
+        dest="strict",
+        action="store_false",
+        help="send the identifier as given even if it is not a valid C-MOVE identifier",
+    )
+    mv.add_argument(
+        "--flat",
+        dest="layout",
+        action="store_const",
+        const="flat",
+        default="hierarchical",
+        help="write <SOPInstanceUID>.dcm directly in DIR (as dicom-movescu does)",
+    )
+    mv.add_argument(
+        "--bind",
+        metavar="HOST",
+        help="address the store SCP listens on (default: loopback for a loopback "
+        "PACS, else all interfaces)",
+    )
+    mv.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds to wait for each C-MOVE response (default: 600)",
+    )
+    mv.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _common(mv)
+
+    ec = sub.add_parser(
+        "echo",
+        help="C-ECHO the PACS to check connectivity",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ec.add_argument("addr", metavar="ADDR", help="the PACS as AE@host:port (or host:port)")
+    _common(ec)
+
+    demo = sub.add_parser(
+        "demo",
+        help="move a synthetic cohort from the embedded demo PACS",
+        description="Generate a small synthetic cohort, serve it from the embedded demo PACS "
+        "on loopback, C-MOVE it into DIR with the store SCP, and print the manifest summary.",
+    )
+    demo.add_argument(
+        "-o",
+        "--out-dir",
+        default="dicommove-demo",
+        metavar="DIR",
+        help="where the cohort and the received files go (default: dicommove-demo)",
+    )
+    demo.add_argument("--patients", type=int, default=2)
+    demo.add_argument("--studies", type=int, default=2, help="studies per patient")
+    demo.add_argument("--series", type=int, default=2, help="series per study")
+    demo.add_argument("--instances", type=int, default=5, help="instances per series")
+    demo.add_argument("--no-progress", dest="progress", action="store_false")
+    demo.add_argument("-v", "--verbose", action="count", default=0)
+    return parser
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
+    for name in ("dicommove", "pynetdicom"):
+        log = logging.getLogger(name)
+        log.addHandler(handler)
+        log.propagate = False
+        # Our errors explain what pynetdicom logs; show its chatter only with -vv.
+        log.setLevel(level if name == "dicommove" or verbose >= 2 else logging.CRITICAL)
+
+
+def _pacs_address(args: argparse.Namespace) -> Any:
+    from .node import Node
+
+    node = Node.parse(args.addr)
+    if args.called_ae_title:
+        node = Node(args.called_ae_title, node.host, node.port)
+    return node
+
+
+def _max_pdu(value: int) -> int:
+    from .errors import InputError
+
+    if value != 0 and not 4096 <= value <= 131072:
+        raise InputError(f"--max-pdu-length {value}: use 4096..131072, or 0 for unlimited")
+    return value
+
+
+def _cmd_move(args: argparse.Namespace) -> int:
+    from ._api import move
+    from .errors import InputError, MoveIncomplete
+    from .query import Model, Query
+
+    if not (args.file or args.query_file or args.queries):
+        raise InputError("query not specified: give QUERY.dcm, --query-file F or -q SEL=VAL")
+    model: Model = args.model or "study"
+    query = Query.from_sources(
+        dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
+    )
+    if query.level is None:
+        query = Query.from_keys(query.keys, model=model)  # infer the level from the keys
+    out = Path(args.out_dir)
+    manifest_path = Path(args.manifest) if args.manifest else out / MANIFEST_NAME
+    try:
+        df = move(
+            _pacs_address(args),
+            query,
+            out=out,
+            ae_title=args.calling_ae_title,
+            port=args.port,
+            move_destination=args.move_destination,
+            model=model,
+            strict=args.strict,
+            progress="tqdm" if args.progress else False,
+            layout=args.layout,
+            bind=args.bind,
+            max_pdu=_max_pdu(args.max_pdu_length),
+            dimse_timeout=args.timeout,
+        )
+    except MoveIncomplete as exc:
+        if exc.manifest is not None:
+            _report(exc.manifest, manifest_path)
+        raise
+    _report(df, manifest_path)
+    return EXIT_OK
+
+
+def _report(df: pd.DataFrame, manifest_path: Path) -> None:
+    from .manifest import PROBLEM_STATUSES, summarize, write_csv
+
+    write_csv(df, manifest_path)
+    print(f"{summarize(df)}; manifest: {manifest_path}")
+    problems = df[df["status"].isin(sorted(PROBLEM_STATUSES))]
+    for row in problems.head(20).itertuples(index=False):
+        keys = (row.SOPInstanceUID, row.SeriesInstanceUID, row.StudyInstanceUID, row.PatientID)
+        what = next((k for k in keys if isinstance(k, str) and k), f"request {row.request}")
+        print(f"  {row.status}: {what}: {row.reason}", file=sys.stderr)
+    if len(problems) > 20:
+        print(f"  ... and {len(problems) - 20} more (see the manifest)", file=sys.stderr)
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    from ._api import echo
+
+    node = _pacs_address(args)
+    echo(node, ae_title=args.calling_ae_title, max_pdu=_max_pdu(args.max_pdu_length))
+    print(f"C-ECHO {node}: success")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import socket
+
+    from ._api import move
+    from .manifest import summarize, write_csv
+    from .testing import DemoPACS, make_cohort
+
+    out = Path(args.out_dir)
+    cohort = make_cohort(
+        out / "source",
+        patients=args.patients,
+        studies=args.studies,
+        series=args.series,
+        instances=args.instances,
+    )
+    with socket.socket() as probe:  # a free loopback port for our store SCP
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    with DemoPACS(out / "source") as pacs:
+        pacs.add_destination("STORE-SCP", "127.0.0.1", port)
+        studies = sorted(cohort["StudyInstanceUID"].unique())
+        df = move(
+            pacs.node,
+            list(studies),
+            out=out / "received",
+            port=port,
+            progress="tqdm" if args.progress else False,
+        )
+    path = write_csv(df, out / "received" / MANIFEST_NAME)
+    print(f"demo: moved {len(studies)} studies from {pacs.node}")
+    print(
+        df[["request", "StudyInstanceUID", "SOPInstanceUID", "size", "status"]].head(8).to_string()
+    )
+    print(f"{summarize(df)}; manifest: {path}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments, without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        See the module docstring for the codes.
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    from .errors import (
+        DicomMoveError,
+        InputError,
+        LocalSetupError,
+        MoveError,
+        MoveIncomplete,
+        NetworkError,
+    )
+
+    commands = {"move": _cmd_move, "echo": _cmd_echo, "demo": _cmd_demo}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("dicommove: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except DicomMoveError as exc:
+        print(f"dicommove: error: {exc}", file=sys.stderr)
+        if isinstance(exc, InputError):
+            return EXIT_USAGE
+        if isinstance(exc, LocalSetupError):
+            return EXIT_LOCAL
+        if isinstance(exc, NetworkError):
+            return EXIT_NETWORK
+        if isinstance(exc, MoveIncomplete) and exc.manifest is not None:
+            from .manifest import OK_STATUSES
+
+            if exc.manifest["status"].isin(sorted(OK_STATUSES)).any():
+                return EXIT_PARTIAL
+        if isinstance(exc, MoveError):
+            return EXIT_FAILED
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

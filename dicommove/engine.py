@@ -1,0 +1,788 @@
+"""The move engine: associations, C-MOVE requests, statuses and routing.
+
+A :class:`Session` owns the SCU application entity and, while a move runs, the
+embedded :class:`~dicommove.scp.StoreSCP`. Each request gets its own Message
+ID, unique within the session, so every instance that arrives can be routed
+back to its request through MoveOriginatorMessageID; when a PACS leaves that
+out, the request's unique keys decide.
+
+pynetdicom reports failures as values (an empty status dataset on timeout or
+abort); this module turns them into typed exceptions and manifest rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConnectError,
+    DicomMoveError,
+    InputError,
+    MoveDestinationUnknown,
+    MoveIncomplete,
+)
+from .manifest import PROBLEM_STATUSES, build
+from .node import DEFAULT_CALLED_AE, Node, validate_ae_title
+from .progress import NullProgress, Progress, ProgressMode, make_progress
+from .query import Model, Query, Request, to_requests
+from .scp import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    InstanceStore,
+    Layout,
+    Received,
+    StoreSCP,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_AE_TITLE", "DEFAULT_PORT", "STATUS_TEXT", "Session", "describe_status"]
+
+logger = logging.getLogger("dicommove")
+
+#: Our default AE title and store port, as in dicom-movescu.
+DEFAULT_AE_TITLE = "STORE-SCP"
+DEFAULT_PORT = 11111
+
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+_MOVE_MODELS: dict[str, str] = {"study": STUDY_ROOT_MOVE, "patient": PATIENT_ROOT_MOVE}
+_FIND_MODELS: dict[str, str] = {
+    "study": "1.2.840.10008.5.1.4.1.2.2.1",
+    "patient": "1.2.840.10008.5.1.4.1.2.1.1",
+}
+
+PENDING = frozenset({0xFF00, 0xFF01})
+SUCCESS = 0x0000
+WARNING = 0xB000
+CANCEL = 0xFE00
+DESTINATION_UNKNOWN = 0xA801
+
+#: C-MOVE status codes (PS3.4 C.4.2.1.5) and what they mean.
+STATUS_TEXT: dict[int, str] = {
+    0x0000: "success",
+    0xB000: "warning: sub-operations complete, one or more failures or warnings",
+    0xFE00: "cancelled: sub-operations terminated by a C-CANCEL",
+    0xFF00: "pending: sub-operations are continuing",
+    0xFF01: "pending: sub-operations are continuing (optional keys not supported)",
+    0xA701: "refused: out of resources, unable to calculate the number of matches",
+    0xA702: "refused: out of resources, unable to perform sub-operations",
+    0xA801: "refused: move destination unknown",
+    0xA900: "failed: identifier does not match the SOP class",
+    0x0122: "refused: SOP class not supported",
+    0x0124: "refused: not authorized",
+    0x0210: "failed: duplicate invocation (Message ID already in use)",
+    0x0211: "failed: unrecognized operation",
+}
+
+
+def describe_status(code: int | None) -> str:
+    """Return a human description of a C-MOVE status code (``None``: no response)."""
+    if code is None:
+        return "no final response: the association was aborted or timed out"
+    if code in STATUS_TEXT:
+        return f"0x{code:04X} {STATUS_TEXT[code]}"
+    if 0xC000 <= code <= 0xCFFF:
+        return f"0x{code:04X} failed: unable to process"
+    return f"0x{code:04X} unknown status"
+
+
+def _is_failure(code: int | None) -> bool:
+    return code is None or code not in PENDING | {SUCCESS, WARNING, CANCEL}
+
+
+@dataclass
+class _RequestState:
+    """What one request asked for and what came back."""
+
+    request: Request
+    message_id: int
+    received: list[Received] = field(default_factory=list)
+    final_status: int | None = None
+    error_comment: str = ""
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    remaining: int | None = None
+    failed_uids: list[str] = field(default_factory=list)
+    aborted: str = ""
+    matched_nothing: bool = False
+
+    @property
+    def expected(self) -> int:
+        """Sub-operations the PACS announced so far."""
+        return self.completed + self.failed + self.warning + (self.remaining or 0)
+
+
+def _value_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _matches(query: Query, rec: Received) -> bool:
+    """Whether a received instance falls under a query's unique keys."""
+    checks = (
+        ("PatientID", rec.patient_id),
+        ("StudyInstanceUID", rec.study_instance_uid),
+        ("SeriesInstanceUID", rec.series_instance_uid),
+        ("SOPInstanceUID", rec.sop_instance_uid),
+    )
+    for keyword, actual in checks:
+        wanted = _value_list(query.get(keyword))
+        if wanted and actual not in wanted:
+            return False
+    return True
+
+
+class Session:
+    """A connection to one PACS, reused across moves.
+
+    Parameters
+    ----------
+    pacs : str or Node
+        The PACS as ``AE@host:port``.
+    out : path-like
+        Where received files are written (created if needed).
+    ae_title : str
+        Our AE title: the calling AE of our associations, and of the embedded
+        Store SCP.
+    port : int
+        The port of the embedded Store SCP (0 picks a free one).
+    move_destination : str, optional
+        The C-MOVE destination AE title. Defaults to ``ae_title``, in which case
+        the embedded Store SCP receives the instances; any other title is a
+        *foreign* destination and no Store SCP is started.
+    model : {"study", "patient"}
+        The Query/Retrieve information model for inputs that don't say.
+    layout : {"hierarchical", "flat"}
+        File layout under ``out``.
+    bind : str, optional
+        The address the Store SCP listens on. By default ``127.0.0.1`` when the
+        PACS is on loopback, else all interfaces (the PACS must be able to
+        connect back to us; only its AE title is accepted).
+    max_pdu : int
+        Maximum PDU length we receive; 0 means unlimited.
+    connect_timeout, acse_timeout, network_timeout : float
+        Seconds to wait for the TCP connection, for association replies, and
+        for any network activity.
+    dimse_timeout : float
+        Seconds to wait for each C-MOVE response (pending or final).
+    allowed_aes : iterable of str, optional
+        Extra calling AE titles our Store SCP accepts besides the PACS's own.
+
+    Examples
+    --------
+    >>> with Session("ORTHANC@127.0.0.1:4242", out="data") as s:  # doctest: +SKIP
+    ...     df = s.move(["1.2.3", "1.2.4"])
+    """
+
+    def __init__(
+        self,
+        pacs: str | Node,
+        *,
+        out: str | os.PathLike[str] = ".",
+        ae_title: str = DEFAULT_AE_TITLE,
+        port: int = DEFAULT_PORT,
+        move_destination: str | None = None,
+        model: Model = "study",
+        layout: Layout = "hierarchical",
+        bind: str | None = None,
+        max_pdu: int = 0,
+        connect_timeout: float = 10.0,
+        acse_timeout: float = 30.0,
+        network_timeout: float = 60.0,
+        dimse_timeout: float = 600.0,
+        allowed_aes: tuple[str, ...] | list[str] | frozenset[str] = (),
+    ) -> None:
+        self.pacs = Node.parse(pacs)
+        self.ae_title = validate_ae_title(ae_title, what="calling AE title")
+        self.move_destination = validate_ae_title(
+            move_destination or self.ae_title, what="move destination AE title"
+        )
+        if model not in _MOVE_MODELS:
+            raise InputError(f"unknown model {model!r}: use 'study' or 'patient'")
+        if not (isinstance(port, int) and 0 <= port < 65536):
+            raise InputError(f"invalid store port {port!r}: use 0 to 65535")
+        self.model: Model = model
+        self.out = Path(out)
+        self.port = port
+        self.layout: Layout = layout
+        self.bind = bind if bind is not None else self._default_bind()
+        self.max_pdu = max_pdu
+        self.connect_timeout = connect_timeout
+        self.acse_timeout = acse_timeout
+        self.network_timeout = network_timeout
+        self.dimse_timeout = dimse_timeout
+        self.allowed_aes = frozenset(validate_ae_title(a) for a in allowed_aes)
+        self._ids = itertools.count(1)
+        self._ids_lock = threading.Lock()
+        self._ae: Any = None
+        self._assoc: Any = None
+        self._closed = False
+        self._route_lock = threading.Lock()
+        self._active: dict[int, _RequestState] = {}
+        self._unrequested: list[Received] = []
+        self._started: list[_RequestState] = []
+        self._progress: Progress = NullProgress()
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the association. The session cannot be used afterwards."""
+        self._closed = True
+        assoc, self._assoc = self._assoc, None
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+        if self._ae is not None:
+            self._ae.shutdown()
+            self._ae = None
+
+    @property
+    def local_destination(self) -> bool:
+        """Whether the move destination is our own embedded Store SCP."""
+        return self.move_destination == self.ae_title
+
+    def _default_bind(self) -> str:
+        try:
+            infos = socket.getaddrinfo(self.pacs.host, None)
+        except OSError:
+            return ""
+        addresses = [str(info[4][0]) for info in infos]
+        loopback = all(a.startswith("127.") or a == "::1" for a in addresses)
+        return "127.0.0.1" if loopback and infos else ""
+
+    def _next_message_id(self) -> int:
+        with self._ids_lock:
+            return (next(self._ids) - 1) % 0xFFFF + 1
+
+    # -- associations ------------------------------------------------------
+    def _application_entity(self) -> Any:
+        if self._closed:
+            raise DicomMoveError("this session is closed: open a new Session")
+        if self._ae is None:
+            from pynetdicom import AE
+
+            ae = AE(ae_title=self.ae_title)
+            ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+            ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+            ae.connection_timeout = self.connect_timeout
+            ae.acse_timeout = self.acse_timeout
+            ae.network_timeout = self.network_timeout
+            ae.dimse_timeout = self.dimse_timeout
+            ae.maximum_pdu_size = self.max_pdu
+            ae.add_requested_context("1.2.840.10008.1.1")  # Verification
+            for uid in (*_MOVE_MODELS.values(), *_FIND_MODELS.values()):
+                ae.add_requested_context(uid)
+            self._ae = ae
+        return self._ae
+
+    def _associate(self) -> Any:
+        """Return an established association, opening one if needed."""
+        if self._assoc is not None and self._assoc.is_established:
+            return self._assoc
+        from pynetdicom import evt
+
+        ae = self._application_entity()
+        replies: list[Any] = []
+
+        def on_acse(event: Any) -> None:
+            replies.append(event.primitive)
+
+        pacs = self.pacs
+        logger.debug("requesting association %s -> %s", self.ae_title, pacs)
+        assoc = ae.associate(
+            pacs.host,
+            pacs.port,
+            ae_title=pacs.ae_title,
+            max_pdu=self.max_pdu,
+            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
+        )
+        if assoc.is_established:
+            self._assoc = assoc
+            return assoc
+        if assoc.is_rejected:
+            rsp = next((p for p in replies if getattr(p, "result", None) in (1, 2)), None)
+            raise self._rejected(rsp)
+        self._diagnose_connect()
+        raise AssociationAborted(
+            f"{pacs} accepted the TCP connection but did not establish an association "
+            f"within {self.acse_timeout:g} s (aborted or no reply). Check that {pacs.host}:"
+            f"{pacs.port} is a DICOM port and that the PACS accepts calling AE "
+            f"{self.ae_title!r}."
+        )
+
+    def _rejected(self, rsp: Any) -> AssociationRejected:
+        pacs = self.pacs
+        if rsp is None:
+            return AssociationRejected(f"{pacs} rejected the association")
+        result, source, reason = int(rsp.result), int(rsp.result_source), int(rsp.diagnostic)
+        hint = "check the PACS configuration"
+        if source == 1 and reason == 3:
+            hint = f"register our calling AE title {self.ae_title!r} on the PACS"
+        elif source == 1 and reason == 7:
+            hint = (
+                f"the called AE title {pacs.ae_title!r} is wrong: "
+                "use the PACS's own AE title in AE@host:port"
+            )
+        elif result == 2:
+            hint = "the PACS is busy (transient): try again later or with fewer workers"
+        return AssociationRejected(
+            f"{pacs} rejected the association ({rsp.result_str}, {rsp.source_str}: "
+            f"{rsp.reason_str}): {hint}",
+            result=result,
+            source=source,
+            reason=reason,
+        )
+
+    def _diagnose_connect(self) -> None:
+        """Raise ConnectError if a plain TCP connection to the PACS fails."""
+        pacs = self.pacs
+        try:
+            with socket.create_connection((pacs.host, pacs.port), timeout=self.connect_timeout):
+                pass
+        except OSError as exc:
+            why = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc) or "timed out"
+            raise ConnectError(
+                f"cannot connect to {pacs.host}:{pacs.port}: {why}. Check the address, "
+                "that the PACS is running, and that no firewall blocks the port."
+            ) from exc
+
+    def echo(self) -> None:
+        """Send a C-ECHO to the PACS.
+
+        Raises
+        ------
+        NetworkError
+            If no association could be made or the C-ECHO got no success reply.
+        """
+        assoc = self._associate()
+        status = assoc.send_c_echo()
+        code = int(status.Status) if status and "Status" in status else None
+        if code != SUCCESS:
+            self._drop_association()
+            raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {describe_status(code)}")
+
+    def _drop_association(self) -> None:
+        assoc, self._assoc = self._assoc, None
+        if assoc is not None and not assoc.is_released:
+            assoc.abort()
+
+    def _store_address(self) -> str:
+        host = self.bind
+        if not host and self._assoc is not None:
+            try:
+                host = self._assoc.dul.socket.socket.getsockname()[0]
+            except (AttributeError, OSError):
+                host = ""
+        return f"{host or '<this machine>'}:{self.port}"
+
+    # -- moving ------------------------------------------------------------
+    def move(
+        self,
+        what: Any,
+        *,
+        strict: bool = True,
+        progress: ProgressMode = "auto",
+        errors: Literal["raise", "ignore"] = "raise",
+    ) -> pd.DataFrame:
+        """Move the instances that ``what`` identifies, and return the manifest.
+
+        Parameters
+        ----------
+        what : Query, str, list, dict, DataFrame or Series
+            What to move; see :func:`dicommove.query.to_requests`.
+        strict : bool
+            Refuse identifiers that are not valid C-MOVE identifiers (default).
+            ``False`` sends them as given, with a :class:`QueryWarning`.
+        progress : {"auto", "tqdm", "widget"} or bool
+            How to show progress; ``False`` shows nothing.
+        errors : {"raise", "ignore"}
+            ``"raise"`` (default): raise :class:`MoveIncomplete`, carrying the
+            manifest, if any request fell short. ``"ignore"``: return the
+            manifest anyway; its ``status`` column tells.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The manifest (see :mod:`dicommove.manifest`).
+
+        Raises
+        ------
+        InputError
+            Bad input; nothing was sent.
+        LocalSetupError
+            The output directory or store port is unusable; nothing was sent.
+        NetworkError, MoveDestinationUnknown
+            The PACS could not be reached or refused the destination.
+            ``.manifest`` holds every request, with what arrived.
+        MoveIncomplete
+            With ``errors="raise"``, when any request fell short.
+        """
+        if errors not in ("raise", "ignore"):
+            raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
+        requests = to_requests(what, model=self.model, strict=strict)
+        self._application_entity()  # refuses a closed session before any work
+        states = [_RequestState(r, self._next_message_id()) for r in requests]
+        scp = self._start_store() if self.local_destination else None
+        self._unrequested = []
+        self._started = []
+        failure: DicomMoveError | None = None
+        try:
+            self._associate()
+            self._progress = make_progress(progress, desc=f"C-MOVE from {self.pacs.ae_title}")
+            for state in states:
+                self._run(state)
+        except DicomMoveError as exc:
+            failure = exc
+        finally:
+            if scp is not None:
+                scp.stop()
+        df = self._manifest(states, failure)
+        problems = df["status"].isin(sorted(PROBLEM_STATUSES))
+        self._progress.close(complete=not problems.any() and failure is None)
+        self._progress = NullProgress()
+        if failure is not None:
+            failure.manifest = df
+            raise failure
+        if problems.any():
+            bad = df.loc[problems, "status"].value_counts()
+            summary = ", ".join(f"{n} {s}" for s, n in bad.items() if n)
+            worst = next((s.final_status for s in states if _is_failure(s.final_status)), None)
+            message = (
+                f"the move from {self.pacs} fell short: {summary}. The manifest's "
+                "'status' and 'reason' columns say which and why"
+            )
+            if errors == "raise":
+                raise MoveIncomplete(
+                    message + " (read exc.manifest, or pass errors='ignore').",
+                    status=worst,
+                    manifest=df,
+                )
+            logger.warning("%s.", message)
+        return df
+
+    def _start_store(self) -> StoreSCP:
+        store = InstanceStore(self.out, layout=self.layout)
+        store.prepare()
+        store.begin()
+        allowed: frozenset[str] | None = None
+        if self.pacs.ae_title != DEFAULT_CALLED_AE:
+            allowed = frozenset({self.pacs.ae_title}) | self.allowed_aes
+        else:
+            logger.info("the PACS address names no AE title: the store SCP accepts any calling AE")
+        scp = StoreSCP(
+            store,
+            ae_title=self.ae_title,
+            host=self.bind,
+            port=self.port,
+            on_instance=self._on_instance,
+            allowed_calling_aes=allowed,
+            max_pdu=self.max_pdu,
+            network_timeout=self.network_timeout,
+        )
+        scp.start()
+        if self.port == 0:
+            self.port = scp.port
+        return scp
+
+    def _on_instance(self, rec: Received) -> None:
+        """Route one received instance to its request (store threads)."""
+        with self._route_lock:
+            state = None
+            if rec.originator_message_id is not None and (
+                not rec.originator_ae or rec.originator_ae == self.ae_title
+            ):
+                state = self._active.get(rec.originator_message_id)
+            if state is None:
+                candidates = [s for s in self._active.values() if _matches(s.request.query, rec)]
+                state = candidates[0] if len(candidates) == 1 else None
+            if state is not None and not _matches(state.request.query, rec):
+                state = None
+            if state is None:
+                if rec.status == "received":
+                    rec.status = "unrequested"
+                    rec.reason = "arrived during the move but matches no request"
+                self._unrequested.append(rec)
+            else:
+                state.received.append(rec)
+        if rec.status in ("received", "unrequested"):
+            self._progress.advance(1, rec.size)
+
+    def _run(self, state: _RequestState) -> None:
+        """Send one C-MOVE and record its responses."""
+        assoc = self._associate()
+        query = state.request.query
+        identifier = query.to_dataset()
+        sop_class = _MOVE_MODELS[query.information_model]
+        logger.info("C-MOVE %s (message %d) -> %s", query, state.message_id, self.move_destination)
+        with self._route_lock:
+            self._active[state.message_id] = state
+            self._started.append(state)
+        try:
+            for status, ident in self._responses(assoc, identifier, sop_class, state.message_id):
+                if status is None:
+                    state.aborted = (
+                        "the association was aborted or the PACS sent no response within "
+                        f"{self.dimse_timeout:g} s"
+                    )
+                    self._drop_association()
+                    break
+                code = int(status.Status)
+                state.completed = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
+                state.failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
+                state.warning = int(status.get("NumberOfWarningSuboperations", 0) or 0)
+                remaining = status.get("NumberOfRemainingSuboperations")
+                state.remaining = int(remaining) if remaining is not None else None
+                if code in PENDING:
+                    self._update_total()
+                    continue
+                state.final_status = code
+                state.error_comment = str(status.get("ErrorComment", "") or "")
+                failed_list = status.get("FailedSOPInstanceUIDList")
+                if failed_list is None and ident is not None:
+                    failed_list = ident.get("FailedSOPInstanceUIDList")
+                state.failed_uids = [u for u in _value_list(failed_list) if u]
+        finally:
+            with self._route_lock:
+                self._active.pop(state.message_id, None)
+        self._update_total()
+        self._check_destination(state)
+
+    def _responses(
+        self, assoc: Any, identifier: Any, sop_class: str, message_id: int
+    ) -> Iterator[tuple[Any, Any]]:
+        """Yield (status, identifier); status is None for an empty status dataset."""
+        for status, ident in assoc.send_c_move(
+            identifier, self.move_destination, sop_class, msg_id=message_id
+        ):
+            yield (status if status is not None and "Status" in status else None), ident
+
+    def _update_total(self) -> None:
+        # Instances announced by the requests sent so far (or arrived, if more).
+        with self._route_lock:
+            total = sum(max(s.expected, len(s.received)) for s in self._started)
+        self._progress.set_total(total)
+
+    def _check_destination(self, state: _RequestState) -> None:
+        """Raise MoveDestinationUnknown when the PACS evidently cannot use our destination.
+
+        A request that fails (abort or 0xCxxx) before counting any sub-operation is
+        checked with a C-FIND: Orthanc answers both "nothing matches" and "unknown
+        destination" with 0xC000 (1.10), or an A-ABORT, never 0xA801. No match makes
+        the request ``not_found``; matches, while no instance has arrived in this
+        move, mean the destination is the problem.
+        """
+        code = state.final_status
+        if code == DESTINATION_UNKNOWN:
+            why = "it answered 0xA801, move destination unknown"
+        elif state.expected == 0 and (code is None or 0xC000 <= code <= 0xCFFF):
+            # Failed before counting anything: did the keys match at all?
+            matches = self._count_matches(state.request.query)
+            if matches == 0:
+                state.matched_nothing = True
+                return
+            if (
+                matches is None
+                or not self.local_destination
+                or any(s.received for s in self._started)
+            ):
+                return
+            why = (
+                f"it answered {describe_status(code)} before sending any of the {matches} "
+                "matching items (C-FIND), which is how some PACS (Orthanc among them) "
+                "report an unknown move destination"
+            )
+        else:
+            return
+        comment = f" ({state.error_comment})" if state.error_comment else ""
+        raise MoveDestinationUnknown(
+            f"{self.pacs} cannot send to the move destination {self.move_destination!r}: "
+            f"{why}{comment}. Register AE {self.move_destination} at {self._store_address()} "
+            "on the PACS (Orthanc: DicomModalities; DCMTK dcmqrscp: HostTable).",
+            status=code,
+            error_comment=state.error_comment,
+        )
+
+    def _count_matches(self, query: Query) -> int | None:
+        """Count C-FIND matches for a query's keys; ``None`` if C-FIND is not possible."""
+        try:
+            assoc = self._associate()
+        except DicomMoveError:
+            return None
+        sop_class = _FIND_MODELS[query.information_model]
+        if not any(cx.abstract_syntax == sop_class for cx in assoc.accepted_contexts):
+            return None
+        matches = 0
+        for status, _ in assoc.send_c_find(
+            query.to_dataset(), sop_class, msg_id=self._next_message_id()
+        ):
+            if not status or "Status" not in status:
+                self._drop_association()
+                return None
+            code = int(status.Status)
+            if code in PENDING:
+                matches += 1
+            elif code != SUCCESS:
+                return None
+        logger.debug("C-FIND %s: %d matches", query, matches)
+        return matches
+
+    # -- manifest ----------------------------------------------------------
+    def _manifest(
+        self, states: list[_RequestState], failure: DicomMoveError | None
+    ) -> pd.DataFrame:
+        rows: list[dict[str, Any]] = []
+        for state in states:
+            rows.extend(self._rows(state, failure))
+        for rec in self._unrequested:
+            rows.append(_instance_row(None, rec, None))
+        return build(rows)
+
+    def _rows(
+        self, state: _RequestState, failure: DicomMoveError | None
+    ) -> Iterator[dict[str, Any]]:
+        request, query = state.request, state.request.query
+        keys = {
+            k: query.get(k)
+            for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        }
+        base: dict[str, Any] = {
+            "request": request.index,
+            **{k: "\\".join(_value_list(v)) or None for k, v in keys.items()},
+            "move_status": state.final_status,
+        }
+        counts = {"completed": state.completed, "failed": state.failed, "warning": state.warning}
+        for rec in state.received:
+            yield _instance_row(request.index, rec, state.final_status)
+
+        ran = state.final_status is not None or state.aborted
+        if not ran:
+            reason = f"not attempted: {failure}" if failure else "not attempted"
+            yield {**base, "status": "failed", "reason": reason}
+            return
+        code = state.final_status
+        if state.matched_nothing:
+            yield {
+                **base,
+                **counts,
+                "status": "not_found",
+                "reason": f"the PACS matched no instance for these keys (C-FIND finds none; "
+                f"the C-MOVE answered {describe_status(code)})",
+            }
+            return
+        if not self.local_destination:
+            ok = code == SUCCESS and state.failed == 0
+            status = "moved" if ok else ("cancelled" if code == CANCEL else "failed")
+            reason = "" if ok else describe_status(code)
+            if ok and state.completed + state.warning == 0:
+                status, reason = "not_found", "the PACS matched no instance for these keys"
+            yield {**base, **counts, "status": status, "reason": _with_comment(reason, state)}
+            return
+
+        stored_ok = {
+            r.sop_instance_uid for r in state.received if r.status in ("received", "duplicate")
+        }
+        failed_at_pacs = [u for u in state.failed_uids if u not in stored_ok]
+        for uid in failed_at_pacs:
+            yield {
+                **base,
+                "SOPInstanceUID": uid,
+                "status": "failed",
+                "reason": f"the PACS reported this sub-operation failed ({describe_status(code)})",
+            }
+        requested_sops = _value_list(query.get("SOPInstanceUID")) if query.level == "IMAGE" else []
+        accounted = stored_ok | set(failed_at_pacs)
+        not_arrived = [u for u in requested_sops if u not in accounted]
+        if _is_failure(code) or code == CANCEL:
+            status = "cancelled" if code == CANCEL else "failed"
+            reason = state.aborted or describe_status(code)
+            if requested_sops:
+                for uid in not_arrived:
+                    yield {
+                        **base,
+                        "SOPInstanceUID": uid,
+                        "status": status,
+                        "reason": _with_comment(reason, state),
+                    }
+            else:
+                yield {**base, **counts, "status": status, "reason": _with_comment(reason, state)}
+            return
+        n_ok = len(stored_ok)
+        if n_ok == 0 and state.completed == 0 and state.failed == 0 and state.warning == 0:
+            yield {
+                **base,
+                **counts,
+                "status": "not_found",
+                "reason": "the PACS matched no instance for these keys",
+            }
+            return
+        if requested_sops:
+            for uid in not_arrived:
+                yield {
+                    **base,
+                    "SOPInstanceUID": uid,
+                    "status": "missing",
+                    "reason": "requested by UID but never arrived",
+                }
+            return
+        short = state.completed + state.warning - n_ok
+        if short > 0:
+            reason = (
+                f"the PACS reported {state.completed + state.warning} sub-operations "
+                f"completed but {n_ok} instances arrived"
+            )
+            if n_ok == 0:
+                reason += (
+                    f"; the PACS could not reach our store SCP at {self._store_address()} "
+                    "(check the address it has for us)"
+                )
+            yield {**base, **counts, "status": "missing", "reason": reason}
+        unlisted = state.failed - len(failed_at_pacs)
+        if unlisted > 0:
+            yield {
+                **base,
+                **counts,
+                "status": "failed",
+                "reason": f"{unlisted} sub-operations failed at the PACS ({describe_status(code)})",
+            }
+
+
+def _with_comment(reason: str, state: _RequestState) -> str:
+    return f"{reason}: {state.error_comment}" if state.error_comment and reason else reason
+
+
+def _instance_row(request: Any, rec: Received, move_status: int | None) -> dict[str, Any]:
+    return {
+        "request": request,
+        "PatientID": rec.patient_id or None,
+        "StudyInstanceUID": rec.study_instance_uid or None,
+        "SeriesInstanceUID": rec.series_instance_uid or None,
+        "SOPInstanceUID": rec.sop_instance_uid,
+        "SOPClassUID": rec.sop_class_uid,
+        "TransferSyntaxUID": rec.transfer_syntax_uid,
+        "path": rec.path or None,
+        "size": rec.size if rec.path else None,
+        "status": rec.status,
+        "reason": rec.reason or None,
+        "received_at": rec.received_at,
+        "move_status": move_status,
+    }
