@@ -319,17 +319,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     with DemoPACS(out / "source") as pacs:
+        node = pacs.node
         pacs.add_destination("STORE-SCP", "127.0.0.1", port)
         studies = sorted(cohort["StudyInstanceUID"].unique())
         df = move(
-            pacs.node,
+            node,
             list(studies),
             out=out / "received",
             port=port,
             progress="tqdm" if args.progress else False,
         )
     path = write_csv(df, out / "received" / MANIFEST_NAME)
-    print(f"demo: moved {len(studies)} studies from {pacs.node}")
+    print(f"demo: moved {len(studies)} studies from the demo PACS {node}")
     print(
         df[["request", "StudyInstanceUID", "SOPInstanceUID", "size", "status"]].head(8).to_string()
     )

@@ -600,11 +600,8 @@ class Session:
             if matches == 0:
                 state.matched_nothing = True
                 return
-            if (
-                matches is None
-                or not self.local_destination
-                or any(s.received for s in self._started)
-            ):
+            delivered = any(s.received or s.completed for s in self._started if s is not state)
+            if matches is None or delivered:
                 return
             why = (
                 f"it answered {describe_status(code)} before sending any of the {matches} "
@@ -614,10 +611,16 @@ class Session:
         else:
             return
         comment = f" ({state.error_comment})" if state.error_comment else ""
+        where = (
+            f"at {self._store_address()}"
+            if self.local_destination
+            else "with the host and port it listens on"
+        )
         raise MoveDestinationUnknown(
             f"{self.pacs} cannot send to the move destination {self.move_destination!r}: "
-            f"{why}{comment}. Register AE {self.move_destination} at {self._store_address()} "
-            "on the PACS (Orthanc: DicomModalities; DCMTK dcmqrscp: HostTable).",
+            f"{why}{comment}. Register AE {self.move_destination} {where} on the PACS "
+            "(Orthanc: DicomModalities; DCMTK dcmqrscp: HostTable), and check that it is "
+            "reachable from the PACS.",
             status=code,
             error_comment=state.error_comment,
         )
@@ -750,7 +753,13 @@ class Session:
                 f"the PACS reported {state.completed + state.warning} sub-operations "
                 f"completed but {n_ok} instances arrived"
             )
-            if n_ok == 0:
+            if n_ok == 0 and self._unrequested:
+                reason += (
+                    f"; {len(self._unrequested)} instances arrived that do not match this "
+                    "request's keys (see the 'unrequested' rows): the PACS may have ignored "
+                    "a key"
+                )
+            elif n_ok == 0:
                 reason += (
                     f"; the PACS could not reach our store SCP at {self._store_address()} "
                     "(check the address it has for us)"

@@ -61,6 +61,9 @@ class TqdmProgress:
         with self._lock:
             self._bytes += nbytes
             self._bar.set_postfix_str(f"{self._bytes / 1e6:.1f} MB", refresh=False)
+            if self._bar.total is not None and self._bar.n + instances > self._bar.total:
+                # an instance can arrive before the pending response that counts it
+                self._bar.total = self._bar.n + instances
             self._bar.update(instances)
 
     def close(self, *, complete: bool) -> None:

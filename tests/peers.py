@@ -59,6 +59,7 @@ __all__ = [
     "PeerError",
     "PeerMissing",
     "StoreScp",
+    "dataset_bytes",
     "echo",
     "ensure_peers_or_skip",
     "free_port",
@@ -169,6 +170,27 @@ def wait_for(
                 f"not reached within {timeout:g} s"
             )
         time.sleep(interval)
+
+
+def dataset_bytes(path: str | os.PathLike[str]) -> bytes:
+    """Return the encoded dataset of a DICOM Part 10 file: the bytes after its file meta group.
+
+    Two files hold the same dataset, byte for byte, when this is equal for both, whatever
+    their preambles and file meta groups (which each writer fills in its own way).
+
+    Raises
+    ------
+    ValueError
+        If the file has no ``DICM`` prefix, or its meta group does not begin with the
+        group length (0002,0000) UL in Explicit VR Little Endian.
+    """
+    raw = Path(path).read_bytes()
+    if raw[128:132] != b"DICM":
+        raise ValueError(f"{path}: not a DICOM Part 10 file (no DICM prefix)")
+    if raw[132:138] != b"\x02\x00\x00\x00UL":
+        raise ValueError(f"{path}: the file meta group does not begin with (0002,0000) UL")
+    group_length = int.from_bytes(raw[140:144], "little")
+    return raw[144 + group_length :]
 
 
 def _binary_path(name: str) -> Path | None:

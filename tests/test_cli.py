@@ -1,0 +1,359 @@
+"""The command line against the demo PACS: parity options, manifest file, exit codes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pydicom.dataset import Dataset
+
+from dicommove import cli
+from dicommove.manifest import read_csv
+from dicommove.testing import DemoPACS, make_cohort
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    return make_cohort(
+        tmp_path_factory.mktemp("cli") / "src", patients=1, studies=2, series=2, instances=2
+    )
+
+
+@pytest.fixture(scope="module")
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def pacs(cohort: pd.DataFrame, port: int) -> Iterator[DemoPACS]:
+    root = Path(cohort["path"].iloc[0]).parents[3]
+    with DemoPACS(root, destinations={"STORE-SCP": ("127.0.0.1", port)}) as p:
+        yield p
+
+
+def run(*args: str) -> int:
+    return cli.main(list(args))
+
+
+def test_seed_example_study(
+    pacs: DemoPACS,
+    cohort: pd.DataFrame,
+    port: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    study = cohort["StudyInstanceUID"].iloc[0]
+    code = run(
+        "move",
+        str(pacs.node),
+        "-q",
+        "QueryRetrieveLevel=STUDY",
+        "-q",
+        f"StudyInstanceUID={study}",
+        "--move-destination=STORE-SCP",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "4 instances received" in out
+    df = read_csv(tmp_path / cli.MANIFEST_NAME)
+    assert (df["status"] == "received").sum() == 4
+    assert all(Path(p).exists() for p in df["path"])
+
+
+def test_seed_example_series_and_called_ae_default(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
+    row = cohort.iloc[0]
+    # host:port without AE: the called AE is ANY-SCP, and --called-ae-title overrides it
+    addr = f"{pacs.node.host}:{pacs.node.port}"
+    code = run(
+        "move",
+        addr,
+        "--called-ae-title",
+        pacs.node.ae_title,
+        "-q",
+        "QueryRetrieveLevel=SERIES",
+        "-q",
+        f"StudyInstanceUID={row.StudyInstanceUID}",
+        "-q",
+        f"SeriesInstanceUID={row.SeriesInstanceUID}",
+        "--move-destination=STORE-SCP",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == cli.EXIT_OK
+    df = read_csv(tmp_path / cli.MANIFEST_NAME)
+    assert set(df["SeriesInstanceUID"]) == {row.SeriesInstanceUID}
+
+
+def test_image_level_with_query_file_and_dataset_file(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
+    row = cohort.iloc[1]
+    base = Dataset()
+    base.QueryRetrieveLevel = "SERIES"  # overridden by the query file
+    base.StudyInstanceUID = row.StudyInstanceUID
+    query_dcm = tmp_path / "query.dcm"
+    base.save_as(query_dcm, implicit_vr=True, little_endian=True)
+    query_txt = tmp_path / "query.txt"
+    query_txt.write_text(
+        f"# image level\nQueryRetrieveLevel=IMAGE\n\n(0020,000E)={row.SeriesInstanceUID}\n"
+    )
+    manifest = tmp_path / "m.csv"
+    code = run(
+        "move",
+        str(pacs.node),
+        str(query_dcm),
+        "--query-file",
+        str(query_txt),
+        "-q",
+        f"00080018={row.SOPInstanceUID}",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path / "out"),
+        "--manifest",
+        str(manifest),
+        "--no-progress",
+        "--flat",
+    )
+    assert code == cli.EXIT_OK
+    df = read_csv(manifest)
+    assert df["SOPInstanceUID"].tolist() == [row.SOPInstanceUID]
+    assert Path(df["path"][0]) == (tmp_path / "out" / f"{row.SOPInstanceUID}.dcm").absolute()
+
+
+def test_patient_root(pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path) -> None:
+    code = run(
+        "move",
+        str(pacs.node),
+        "-P",
+        "-q",
+        f"PatientID={cohort['PatientID'].iloc[0]}",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == cli.EXIT_OK
+    assert len(read_csv(tmp_path / cli.MANIFEST_NAME)) == len(cohort)
+
+
+def test_not_found_exit_code_and_report(
+    pacs: DemoPACS, port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(
+        "move",
+        str(pacs.node),
+        "-q",
+        "StudyInstanceUID=1.2.3.4",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "not_found: 1.2.3.4" in err
+    assert read_csv(tmp_path / cli.MANIFEST_NAME)["status"].tolist() == ["not_found"]
+
+
+def test_partial_exit_code(pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path) -> None:
+    study = cohort["StudyInstanceUID"].iloc[0]
+    victim = cohort[cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].iloc[0]
+    pacs.faults.fail_instances = {victim}
+    try:
+        code = run(
+            "move",
+            str(pacs.node),
+            "-q",
+            f"StudyInstanceUID={study}",
+            "-p",
+            str(port),
+            "-o",
+            str(tmp_path),
+            "--no-progress",
+        )
+    finally:
+        pacs.faults.clear()
+    assert code == cli.EXIT_PARTIAL
+
+
+def test_unknown_destination_exit_code(
+    pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(
+        "move",
+        str(pacs.node),
+        "-q",
+        f"StudyInstanceUID={cohort['StudyInstanceUID'].iloc[0]}",
+        "--calling-ae-title",
+        "NOBODY",
+        "-p",
+        "0",
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == cli.EXIT_FAILED
+    assert "Register AE NOBODY" in capsys.readouterr().err
+
+
+def test_connection_refused_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(
+        "move",
+        f"PACS@127.0.0.1:{free_port()}",
+        "-q",
+        "StudyInstanceUID=1.2.3",
+        "-p",
+        "0",
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == cli.EXIT_NETWORK
+    assert "Connection refused" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["move", "PACS@127.0.0.1:104", "-q", "AccessionNumber=1"],
+        ["move", "PACS@127.0.0.1:104", "-q", "StudyInstanceUId=1.2.3"],
+        ["move", "PACS@127.0.0.1:104"],
+        ["move", "no-port", "-q", "StudyInstanceUID=1.2"],
+        ["move", "PACS@127.0.0.1:104", "-q", "StudyInstanceUID=1.2", "--max-pdu-length", "10"],
+        ["echo", "PACS@127.0.0.1:0"],
+    ],
+)
+def test_bad_input_exit_code(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(*args, *(["-p", "0", "-o", str(tmp_path)] if args[0] == "move" else []))
+    assert code == cli.EXIT_USAGE
+    assert "dicommove: error:" in capsys.readouterr().err
+
+
+def test_did_you_mean(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run("move", "PACS@127.0.0.1:104", "-q", "StudyInstanceUId=1.2.3", "-o", str(tmp_path))
+    assert "StudyInstanceUID" in capsys.readouterr().err
+
+
+def test_no_strict_sends_with_a_warning(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
+    study = cohort["StudyInstanceUID"].iloc[0]
+    before = len(pacs.move_requests)
+    with pytest.warns(UserWarning, match="AccessionNumber"):
+        code = run(
+            "move",
+            str(pacs.node),
+            "-q",
+            f"StudyInstanceUID={study}",
+            "-q",
+            "AccessionNumber=A1",
+            "--no-strict",
+            "-p",
+            str(port),
+            "-o",
+            str(tmp_path),
+            "--no-progress",
+        )
+    assert code == cli.EXIT_OK
+    assert "AccessionNumber" in pacs.move_requests[before]
+
+
+def test_echo(pacs: DemoPACS, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("echo", str(pacs.node)) == cli.EXIT_OK
+    assert "success" in capsys.readouterr().out
+
+
+def test_help_and_exit_codes_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("move", "--help")
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in (
+        "--query-file",
+        "-q",
+        "--move-destination",
+        "--calling-ae-title",
+        "--called-ae-title",
+        "--max-pdu-length",
+        "-S",
+        "-P",
+        "-p",
+        "-o",
+    ):
+        assert option in out
+    assert "exit codes" in out
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from dicommove import cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['--help'])\n"
+        "heavy = [m for m in ('pandas', 'pydicom', 'pynetdicom', 'ipywidgets') "
+        "if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(
+        "demo",
+        "-o",
+        str(tmp_path),
+        "--patients",
+        "1",
+        "--studies",
+        "1",
+        "--series",
+        "1",
+        "--instances",
+        "3",
+        "--no-progress",
+    )
+    assert code == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "3 instances received" in out
+    df = read_csv(tmp_path / "received" / cli.MANIFEST_NAME)
+    assert (df["status"] == "received").sum() == 3
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dicommove", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("dicommove ")
