@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._pynetdicom import reactor_reads_nothing
 from .errors import (
     AssociationAborted,
     AssociationRejected,
@@ -317,6 +318,7 @@ class Session:
             evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
         )
         if assoc.is_established:
+            reactor_reads_nothing(assoc)
             self._assoc = assoc
             return assoc
         if assoc.is_rejected:

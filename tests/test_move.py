@@ -40,8 +40,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return make_cohort(tmp_path_factory.mktemp("demo") / "src", patients=2, studies=2,
-                       series=2, instances=3)
+    return make_cohort(
+        tmp_path_factory.mktemp("demo") / "src", patients=2, studies=2, series=2, instances=3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +91,18 @@ def test_study_list_arrives_complete_and_byte_identical(
     assert list((tmp_path / ".dicommove-tmp").iterdir()) == []
 
 
-def test_series_level_query(pacs: DemoPACS, cohort: pd.DataFrame, port: int,
-                            tmp_path: Path) -> None:
+def test_series_level_query(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     row = cohort.iloc[0]
     df = run(pacs, Query.series(row.StudyInstanceUID, row.SeriesInstanceUID), tmp_path, port)
     expected = cohort[cohort["SeriesInstanceUID"] == row.SeriesInstanceUID]
     assert sorted(df["SOPInstanceUID"]) == sorted(expected["SOPInstanceUID"])
 
 
-def test_image_level_into_local_store(pacs: DemoPACS, cohort: pd.DataFrame, port: int,
-                                      tmp_path: Path) -> None:
+def test_image_level_into_local_store(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     """The dicom-movescu limitation we remove: IMAGE-level moves to our own store SCP."""
     a, b = cohort.iloc[0], cohort.iloc[1]
     q = Query.image(a.StudyInstanceUID, a.SeriesInstanceUID, a.SOPInstanceUID, b.SOPInstanceUID)
@@ -116,8 +119,9 @@ def test_patient_root(pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path:
     assert (df["PatientID"] == pid).all()
 
 
-def test_dataframe_rows_map_back_to_index(pacs: DemoPACS, cohort: pd.DataFrame, port: int,
-                                          tmp_path: Path) -> None:
+def test_dataframe_rows_map_back_to_index(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     rows = cohort.iloc[[0, 4, 7]].set_index(pd.Index(["a", "b", "c"]))
     df = run(pacs, rows, tmp_path, port)  # SOPInstanceUID column: IMAGE level per row
     assert df.set_index("request")["SOPInstanceUID"].to_dict() == rows["SOPInstanceUID"].to_dict()
@@ -140,8 +144,9 @@ def test_not_found_is_a_row_and_raises(pacs: DemoPACS, port: int, tmp_path: Path
     assert again["status"].tolist() == ["not_found"]
 
 
-def test_partial_failure_with_failed_uid_list(pacs: DemoPACS, cohort: pd.DataFrame, port: int,
-                                              tmp_path: Path) -> None:
+def test_partial_failure_with_failed_uid_list(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     study = cohort["StudyInstanceUID"].iloc[0]
     in_study = cohort[cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].tolist()
     pacs.faults.fail_instances = {in_study[0]}
@@ -151,8 +156,9 @@ def test_partial_failure_with_failed_uid_list(pacs: DemoPACS, cohort: pd.DataFra
     assert set(df["move_status"].dropna()) == {0xB000}
 
 
-def test_success_with_fewer_instances_is_missing(pacs: DemoPACS, cohort: pd.DataFrame,
-                                                  port: int, tmp_path: Path) -> None:
+def test_success_with_fewer_instances_is_missing(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     study = cohort["StudyInstanceUID"].iloc[0]
     in_study = cohort[cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].tolist()
     pacs.faults.drop_instances = {in_study[1]}
@@ -167,8 +173,9 @@ def test_success_with_fewer_instances_is_missing(pacs: DemoPACS, cohort: pd.Data
 
 
 @pytest.mark.parametrize("code", [0xA701, 0xA702, 0xA900, 0xC123])
-def test_failure_statuses_become_rows(pacs: DemoPACS, cohort: pd.DataFrame, port: int,
-                                      tmp_path: Path, code: int) -> None:
+def test_failure_statuses_become_rows(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path, code: int
+) -> None:
     pacs.faults.move_status = code
     pacs.faults.error_comment = "synthetic failure"
     study = cohort["StudyInstanceUID"].iloc[0]
@@ -181,16 +188,18 @@ def test_failure_statuses_become_rows(pacs: DemoPACS, cohort: pd.DataFrame, port
 
 def test_unknown_destination(pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path) -> None:
     study = cohort["StudyInstanceUID"].iloc[0]
-    with pytest.raises(MoveDestinationUnknown, match="Register AE NOBODY at 127.0.0.1:") as info:
-        dicommove.move(pacs.node, study, out=tmp_path, ae_title="NOBODY", port=0,
-                       progress=False)
+    with pytest.raises(
+        MoveDestinationUnknown, match=r"Register AE NOBODY at 127\.0\.0\.1:"
+    ) as info:
+        dicommove.move(pacs.node, study, out=tmp_path, ae_title="NOBODY", port=0, progress=False)
     assert info.value.status == 0xA801
     assert info.value.manifest is not None
     assert info.value.manifest["status"].tolist() == ["failed"]
 
 
-def test_foreign_destination_has_counts(pacs: DemoPACS, cohort: pd.DataFrame,
-                                        tmp_path: Path) -> None:
+def test_foreign_destination_has_counts(
+    pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path
+) -> None:
     received: list[str] = []
 
     def on_store(event: Any) -> int:
@@ -199,13 +208,15 @@ def test_foreign_destination_has_counts(pacs: DemoPACS, cohort: pd.DataFrame,
 
     other = AE(ae_title="OTHER")
     other.supported_contexts = StoragePresentationContexts
-    server: Any = other.start_server(("127.0.0.1", 0), block=False,
-                                evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server: Any = other.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
     try:
         pacs.add_destination("OTHER", "127.0.0.1", int(server.server_address[1]))
         study = cohort["StudyInstanceUID"].iloc[0]
-        df = dicommove.move(pacs.node, study, out=tmp_path, move_destination="OTHER",
-                            progress=False)
+        df = dicommove.move(
+            pacs.node, study, out=tmp_path, move_destination="OTHER", progress=False
+        )
     finally:
         server.shutdown()
     assert df["status"].tolist() == ["moved"]
@@ -222,8 +233,9 @@ def test_invalid_query_sends_nothing(pacs: DemoPACS, port: int, tmp_path: Path) 
     assert len(pacs.move_requests) == before
 
 
-def test_store_port_in_use_fails_before_any_move(pacs: DemoPACS, cohort: pd.DataFrame,
-                                                 tmp_path: Path) -> None:
+def test_store_port_in_use_fails_before_any_move(
+    pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path
+) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -234,8 +246,9 @@ def test_store_port_in_use_fails_before_any_move(pacs: DemoPACS, cohort: pd.Data
     assert len(pacs.move_requests) == before
 
 
-def test_unwritable_output_fails_before_any_move(pacs: DemoPACS, cohort: pd.DataFrame,
-                                                 port: int, tmp_path: Path) -> None:
+def test_unwritable_output_fails_before_any_move(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     (tmp_path / "file").write_text("x")
     before = len(pacs.move_requests)
     with pytest.raises(LocalSetupError, match="output directory"):
@@ -272,8 +285,9 @@ def test_echo(pacs: DemoPACS) -> None:
     dicommove.echo(pacs.node)
 
 
-def test_session_reuse_and_close(pacs: DemoPACS, cohort: pd.DataFrame, port: int,
-                                 tmp_path: Path) -> None:
+def test_session_reuse_and_close(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     studies = sorted(cohort["StudyInstanceUID"].unique())
     with Session(pacs.node, out=tmp_path, port=port) as s:
         a = s.move(studies[:1], progress=False)
@@ -289,14 +303,15 @@ def test_session_reuse_and_close(pacs: DemoPACS, cohort: pd.DataFrame, port: int
         probe.listen()
 
 
-def test_message_ids_are_unique_per_session(pacs: DemoPACS, cohort: pd.DataFrame, port: int,
-                                            tmp_path: Path) -> None:
+def test_message_ids_are_unique_per_session(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
     studies = sorted(cohort["StudyInstanceUID"].unique())
     before = len(pacs.move_requests)
     with Session(pacs.node, out=tmp_path, port=port) as s:
         s.move(studies, progress=False)
         s.move(studies, progress=False)
-    ids = [msg_id for msg_id, _ in pacs.move_requests[before:]]
+    ids = pacs.move_message_ids[before:]
     assert len(ids) == 2 * len(studies)
     assert len(set(ids)) == len(ids)
 
