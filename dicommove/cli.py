@@ -240,7 +240,7 @@ def _max_pdu(value: int) -> int:
 
 def _cmd_move(args: argparse.Namespace) -> int:
     from ._api import move
-    from .errors import InputError, MoveIncomplete
+    from .errors import DicomMoveError, InputError
     from .query import Model, Query
 
     if not (args.file or args.query_file or args.queries):
@@ -249,8 +249,9 @@ def _cmd_move(args: argparse.Namespace) -> int:
     query = Query.from_sources(
         dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
     )
-    if query.level is None:
-        query = Query.from_keys(query.keys, model=model)  # infer the level from the keys
+    if not any(tag == 0x00080052 for tag, _ in query.elements):
+        # no QueryRetrieveLevel given: infer it from the most specific unique key
+        query = Query.from_keys(query.keys, model=model)
     out = Path(args.out_dir)
     manifest_path = Path(args.manifest) if args.manifest else out / MANIFEST_NAME
     try:
@@ -269,8 +270,8 @@ def _cmd_move(args: argparse.Namespace) -> int:
             max_pdu=_max_pdu(args.max_pdu_length),
             dimse_timeout=args.timeout,
         )
-    except MoveIncomplete as exc:
-        if exc.manifest is not None:
+    except DicomMoveError as exc:
+        if exc.manifest is not None:  # whatever arrived is on disk: say so
             _report(exc.manifest, manifest_path)
         raise
     _report(df, manifest_path)

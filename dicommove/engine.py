@@ -12,12 +12,13 @@ abort); this module turns them into typed exceptions and manifest rows.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,7 @@ from .errors import (
     AssociationRejected,
     ConnectError,
     DicomMoveError,
+    DiskFullError,
     InputError,
     MoveDestinationUnknown,
     MoveIncomplete,
@@ -37,12 +39,14 @@ from .node import DEFAULT_CALLED_AE, Node, validate_ae_title
 from .progress import NullProgress, Progress, ProgressMode, make_progress
 from .query import Model, Query, Request, to_requests
 from .scp import (
+    DEFAULT_MAX_PDU,
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     InstanceStore,
     Layout,
     Received,
     StoreSCP,
+    compile_layout,
 )
 
 if TYPE_CHECKING:
@@ -169,21 +173,30 @@ class Session:
         *foreign* destination and no Store SCP is started.
     model : {"study", "patient"}
         The Query/Retrieve information model for inputs that don't say.
-    layout : {"hierarchical", "flat"}
-        File layout under ``out``.
+    layout : str
+        File layout under ``out``: ``"hierarchical"``, ``"flat"`` or a template of
+        UID fields such as ``"{StudyInstanceUID}/{SOPInstanceUID}.dcm"``.
     bind : str, optional
         The address the Store SCP listens on. By default ``127.0.0.1`` when the
         PACS is on loopback, else all interfaces (the PACS must be able to
         connect back to us; only its AE title is accepted).
     max_pdu : int
-        Maximum PDU length we receive; 0 means unlimited.
+        Maximum PDU length we receive, on both our associations (default
+        262144); 0 means unlimited.
     connect_timeout, acse_timeout, network_timeout : float
         Seconds to wait for the TCP connection, for association replies, and
         for any network activity.
     dimse_timeout : float
         Seconds to wait for each C-MOVE response (pending or final).
-    allowed_aes : iterable of str, optional
+    allowed_aes : collection of str, optional
         Extra calling AE titles our Store SCP accepts besides the PACS's own.
+    allowed_hosts : collection of str, optional
+        IP addresses our Store SCP accepts connections from (default: any).
+    unrequested : {"keep", "refuse"}
+        What to do with an instance that arrives during a move but matches no
+        request: keep it (status ``unrequested``) or refuse the C-STORE.
+    accept_unknown_sop_classes : bool
+        Also accept private or unknown SOP classes (default: standard Storage only).
 
     Examples
     --------
@@ -202,12 +215,15 @@ class Session:
         model: Model = "study",
         layout: Layout = "hierarchical",
         bind: str | None = None,
-        max_pdu: int = 0,
+        max_pdu: int = DEFAULT_MAX_PDU,
         connect_timeout: float = 10.0,
         acse_timeout: float = 30.0,
         network_timeout: float = 60.0,
         dimse_timeout: float = 600.0,
-        allowed_aes: tuple[str, ...] | list[str] | frozenset[str] = (),
+        allowed_aes: Collection[str] = (),
+        allowed_hosts: Collection[str] | None = None,
+        unrequested: Literal["keep", "refuse"] = "keep",
+        accept_unknown_sop_classes: bool = False,
     ) -> None:
         self.pacs = Node.parse(pacs)
         self.ae_title = validate_ae_title(ae_title, what="calling AE title")
@@ -229,6 +245,12 @@ class Session:
         self.network_timeout = network_timeout
         self.dimse_timeout = dimse_timeout
         self.allowed_aes = frozenset(validate_ae_title(a) for a in allowed_aes)
+        self.allowed_hosts = frozenset(allowed_hosts) if allowed_hosts is not None else None
+        if unrequested not in ("keep", "refuse"):
+            raise InputError(f"unrequested={unrequested!r}: use 'keep' or 'refuse'")
+        self.unrequested = unrequested
+        self.accept_unknown_sop_classes = accept_unknown_sop_classes
+        compile_layout(layout)  # an unsafe layout is refused before any traffic
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
         self._ae: Any = None
@@ -238,6 +260,8 @@ class Session:
         self._active: dict[int, _RequestState] = {}
         self._unrequested: list[Received] = []
         self._started: list[_RequestState] = []
+        self._routes: dict[int, _RequestState | None] = {}
+        self._fatal: DicomMoveError | None = None
         self._progress: Progress = NullProgress()
 
     # -- lifecycle ---------------------------------------------------------
@@ -447,12 +471,15 @@ class Session:
         scp = self._start_store() if self.local_destination else None
         self._unrequested = []
         self._started = []
+        self._fatal = None
         failure: DicomMoveError | None = None
         try:
             self._associate()
             self._progress = make_progress(progress, desc=f"C-MOVE from {self.pacs.ae_title}")
             for state in states:
                 self._run(state)
+                if self._fatal is not None:
+                    raise self._fatal
         except DicomMoveError as exc:
             failure = exc
         finally:
@@ -497,28 +524,52 @@ class Session:
             host=self.bind,
             port=self.port,
             on_instance=self._on_instance,
+            accept=self._accept,
             allowed_calling_aes=allowed,
+            allowed_hosts=self.allowed_hosts,
             max_pdu=self.max_pdu,
             network_timeout=self.network_timeout,
+            acse_timeout=self.acse_timeout,
+            accept_unknown_sop_classes=self.accept_unknown_sop_classes,
         )
         scp.start()
         if self.port == 0:
             self.port = scp.port
         return scp
 
-    def _on_instance(self, rec: Received) -> None:
-        """Route one received instance to its request (store threads)."""
-        with self._route_lock:
+    def _route(self, rec: Received) -> _RequestState | None:
+        """Return the request a received instance belongs to, or None (hold the lock).
+
+        By MoveOriginatorMessageID when the PACS sends it for our AE title, else
+        by the unique keys of the active requests; either way the keys must match.
+        """
+        state = None
+        if rec.originator_message_id is not None and (
+            not rec.originator_ae or rec.originator_ae == self.ae_title
+        ):
+            state = self._active.get(rec.originator_message_id)
+        if state is None:
+            candidates = [s for s in self._active.values() if _matches(s.request.query, rec)]
+            state = candidates[0] if len(candidates) == 1 else None
+        if state is not None and rec.study_instance_uid and not _matches(state.request.query, rec):
             state = None
-            if rec.originator_message_id is not None and (
-                not rec.originator_ae or rec.originator_ae == self.ae_title
-            ):
-                state = self._active.get(rec.originator_message_id)
-            if state is None:
-                candidates = [s for s in self._active.values() if _matches(s.request.query, rec)]
-                state = candidates[0] if len(candidates) == 1 else None
-            if state is not None and not _matches(state.request.query, rec):
-                state = None
+        return state
+
+    def _accept(self, rec: Received) -> bool:
+        """Decide, before the file gets its final name, whether to keep an instance."""
+        with self._route_lock:
+            state = self._route(rec)
+            self._routes[id(rec)] = state
+        if state is None and self.unrequested == "refuse":
+            rec.reason = "matches no request of this move (unrequested='refuse')"
+            return False
+        return True
+
+    def _on_instance(self, rec: Received) -> None:
+        """Record one C-STORE outcome against its request (store threads)."""
+        with self._route_lock:
+            # (no route yet: refused or failed before its header was known)
+            state = self._routes.pop(id(rec)) if id(rec) in self._routes else self._route(rec)
             if state is None:
                 if rec.status == "received":
                     rec.status = "unrequested"
@@ -528,6 +579,34 @@ class Session:
                 state.received.append(rec)
         if rec.status in ("received", "unrequested"):
             self._progress.advance(1, rec.size)
+        if rec.status == "failed" and rec.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._disk_full(rec)
+
+    def _disk_full(self, rec: Received) -> None:
+        """Cancel the active moves: nothing more can be written (store threads)."""
+        with self._route_lock:
+            if self._fatal is not None:
+                return
+            self._fatal = DiskFullError(
+                f"the disk holding {self.out.absolute()} is full ({rec.reason}); the move was "
+                "cancelled. Free some space or choose another output directory, then run "
+                "the same move again: what arrived is kept."
+            )
+            active = list(self._active.values())
+        for state in active:
+            self._cancel(state)
+
+    def _cancel(self, state: _RequestState) -> None:
+        """Send a C-CANCEL for one active C-MOVE (from any thread)."""
+        assoc = self._assoc
+        sop_class = _MOVE_MODELS[state.request.query.information_model]
+        if assoc is None or not assoc.is_established:
+            return
+        for cx in assoc.accepted_contexts:
+            if cx.abstract_syntax == sop_class:
+                logger.warning("sending C-CANCEL for message %d", state.message_id)
+                assoc.send_c_cancel(state.message_id, cx.context_id)
+                return
 
     def _run(self, state: _RequestState) -> None:
         """Send one C-MOVE and record its responses."""
@@ -676,7 +755,10 @@ class Session:
             "move_status": state.final_status,
         }
         counts = {"completed": state.completed, "failed": state.failed, "warning": state.warning}
+        arrived = {r.sop_instance_uid for r in state.received if r.status != "failed"}
         for rec in state.received:
+            if rec.status == "failed" and rec.sop_instance_uid in arrived:
+                continue  # a failed attempt the PACS later repeated successfully
             yield _instance_row(request.index, rec, state.final_status)
 
         ran = state.final_status is not None or state.aborted
@@ -703,9 +785,8 @@ class Session:
             yield {**base, **counts, "status": status, "reason": _with_comment(reason, state)}
             return
 
-        stored_ok = {
-            r.sop_instance_uid for r in state.received if r.status in ("received", "duplicate")
-        }
+        ok_recs = [r for r in state.received if r.status in ("received", "duplicate")]
+        stored_ok = {r.sop_instance_uid for r in ok_recs}
         failed_at_pacs = [u for u in state.failed_uids if u not in stored_ok]
         for uid in failed_at_pacs:
             yield {
@@ -714,42 +795,35 @@ class Session:
                 "status": "failed",
                 "reason": f"the PACS reported this sub-operation failed ({describe_status(code)})",
             }
-        requested_sops = _value_list(query.get("SOPInstanceUID")) if query.level == "IMAGE" else []
-        accounted = stored_ok | set(failed_at_pacs)
-        not_arrived = [u for u in requested_sops if u not in accounted]
+        # Every UID asked for at the retrieve level is accounted for, one row each.
+        level = query.level
+        key, attr = _LEVEL_KEYS.get(level or "", ("", ""))
+        wanted = _value_list(query.get(key)) if key else []
+        got = {getattr(r, attr) for r in ok_recs}
+        if level == "IMAGE":
+            got |= set(failed_at_pacs)
+        not_arrived = [u for u in wanted if u not in got]
+
+        def per_uid(status: str, reason: str) -> Iterator[dict[str, Any]]:
+            # one row per UID that did not arrive; a request row if that is none
+            if not not_arrived:
+                yield {**base, **counts, "status": status, "reason": reason}
+            for uid in not_arrived:
+                yield {**base, key: uid, "status": status, "reason": reason}
+
         if _is_failure(code) or code == CANCEL:
             status = "cancelled" if code == CANCEL else "failed"
             reason = state.aborted or describe_status(code)
-            if requested_sops:
-                for uid in not_arrived:
-                    yield {
-                        **base,
-                        "SOPInstanceUID": uid,
-                        "status": status,
-                        "reason": _with_comment(reason, state),
-                    }
-            else:
-                yield {**base, **counts, "status": status, "reason": _with_comment(reason, state)}
+            if code == CANCEL and self._fatal is not None:
+                reason = f"cancelled because {self._fatal}"
+            yield from per_uid(status, _with_comment(reason, state))
             return
         n_ok = len(stored_ok)
         if n_ok == 0 and state.completed == 0 and state.failed == 0 and state.warning == 0:
-            yield {
-                **base,
-                **counts,
-                "status": "not_found",
-                "reason": "the PACS matched no instance for these keys",
-            }
-            return
-        if requested_sops:
-            for uid in not_arrived:
-                yield {
-                    **base,
-                    "SOPInstanceUID": uid,
-                    "status": "missing",
-                    "reason": "requested by UID but never arrived",
-                }
+            yield from per_uid("not_found", "the PACS matched no instance for these keys")
             return
         short = state.completed + state.warning - n_ok
+        reason = ""
         if short > 0:
             reason = (
                 f"the PACS reported {state.completed + state.warning} sub-operations "
@@ -766,7 +840,33 @@ class Session:
                     f"; the PACS could not reach our store SCP at {self._store_address()} "
                     "(check the address it has for us)"
                 )
-            yield {**base, **counts, "status": "missing", "reason": reason}
+        if level == "IMAGE":
+            for uid in not_arrived:
+                yield {
+                    **base,
+                    key: uid,
+                    "status": "missing",
+                    "reason": "requested by UID but never arrived",
+                }
+        elif short > 0:
+            if not_arrived:
+                for uid in not_arrived:
+                    yield {
+                        **base,
+                        key: uid,
+                        "status": "missing",
+                        "reason": f"no instance of this {key} arrived; {reason}",
+                    }
+            else:
+                yield {**base, **counts, "status": "missing", "reason": reason}
+        else:
+            for uid in not_arrived:
+                yield {
+                    **base,
+                    key: uid,
+                    "status": "not_found",
+                    "reason": f"no instance of this {key} arrived: the PACS matched none",
+                }
         unlisted = state.failed - len(failed_at_pacs)
         if unlisted > 0:
             yield {
@@ -775,6 +875,14 @@ class Session:
                 "status": "failed",
                 "reason": f"{unlisted} sub-operations failed at the PACS ({describe_status(code)})",
             }
+
+
+_LEVEL_KEYS = {
+    "PATIENT": ("PatientID", "patient_id"),
+    "STUDY": ("StudyInstanceUID", "study_instance_uid"),
+    "SERIES": ("SeriesInstanceUID", "series_instance_uid"),
+    "IMAGE": ("SOPInstanceUID", "sop_instance_uid"),
+}
 
 
 def _with_comment(reason: str, state: _RequestState) -> str:

@@ -8,6 +8,7 @@ went wrong and what to do about it::
     │   ├── AddressError                   "AE@host:port" could not be parsed
     │   └── QueryError                     a selector, value or identifier is invalid
     ├── LocalSetupError                    our side cannot start: output dir, store port
+    │   └── DiskFullError                  the output disk filled up during a move
     ├── NetworkError                       talking to the PACS failed
     │   ├── ConnectError                   TCP connect refused, unreachable or timed out
     │   ├── AssociationRejected            the PACS rejected the association
@@ -36,6 +37,7 @@ __all__ = [
     "AssociationRejected",
     "ConnectError",
     "DicomMoveError",
+    "DiskFullError",
     "InputError",
     "LocalSetupError",
     "MoveDestinationUnknown",
@@ -77,6 +79,13 @@ class LocalSetupError(DicomMoveError):
     """Our side cannot run: the output directory or the store port is unusable.
 
     Raised before any C-MOVE is sent.
+    """
+
+
+class DiskFullError(LocalSetupError):
+    """The output filesystem filled up during a move; the move was cancelled.
+
+    ``.manifest`` holds what arrived (kept on disk) and what did not.
     """
 
 

@@ -4,7 +4,7 @@ Schema (column: dtype, meaning):
 
 =================== ===================== ================================================
 ``request``         object                index label of the request row (your cohort's
-                                          index), ``<NA>`` for ``unrequested`` rows
+                                          index), ``None`` for ``unrequested`` rows
 ``PatientID``       string                from the received dataset, or the request keys
 ``StudyInstanceUID`` string               idem
 ``SeriesInstanceUID`` string              idem
@@ -15,7 +15,7 @@ Schema (column: dtype, meaning):
 ``size``            Int64                 bytes of the file written
 ``status``          category              see :data:`STATUSES`
 ``reason``          string                why a row is not ``received`` (empty otherwise)
-``received_at``     datetime64[ns, UTC]   when the file was complete on disk
+``received_at``     datetime64[ns, UTC]   when the file got its final name
 ``move_status``     Int64                 final C-MOVE status code of the request
 ``completed``       Int64                 request rows: sub-operations completed
 ``failed``          Int64                 request rows: sub-operations failed
@@ -116,7 +116,8 @@ def build(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             raise KeyError(f"unknown manifest columns {sorted(unknown)}")
         for name, column in data.items():
             column.append(row.get(name))
-    return _typed(pd.DataFrame(data))
+    # object columns, so that integer request labels beside None stay integers
+    return _typed(pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in data.items()}))
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -138,8 +139,17 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
         elif dtype == "string":
             out[name] = col.astype("object").where(col.notna(), None).astype("string")
         else:
-            out[name] = col.astype("object").where(col.notna(), None)
+            out[name] = pd.Series(
+                [None if _missing(v) else v for v in col], dtype=object, index=out.index
+            )
     return out
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(value is None or value != value)  # None or NaN
+    except (TypeError, ValueError):
+        return False
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

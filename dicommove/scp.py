@@ -1,46 +1,55 @@
 """The embedded Store SCP: where moved instances land on disk.
 
-Two layers, kept apart so the transport can change without touching the rules:
+Two layers, kept apart so that each can change without the other:
 
-* :class:`InstanceStore` holds the store logic and no sockets: it validates the
-  UIDs, builds the file name, writes the file atomically (temp file under the
-  output root, fsync, rename) and returns one :class:`Received` record per
-  instance.
-* :class:`StoreSCP` is the network side, a pynetdicom Storage SCP whose C-STORE
-  handler hands the encoded dataset to the store and answers with the status the
-  store decided. It never raises into pynetdicom.
+* :class:`InstanceStore` holds the store logic and no sockets. It validates the
+  UIDs, names the file from validated UIDs only, receives into a temp file under
+  the output root, fsyncs and renames it, detects duplicates and conflicts, and
+  returns one :class:`Received` record per instance.
+* :class:`StoreSCP` is the network side: a small DICOM upper-layer acceptor
+  (PS3.8) that negotiates Storage and Verification, streams each C-STORE's
+  P-DATA fragments straight into an :class:`Incoming` file (memory stays flat
+  whatever the instance size), and answers only after the file has its final
+  name. It enforces our maximum PDU length, a deadline for association set-up,
+  the allowed calling AE titles and peer addresses, and never decodes the
+  dataset beyond the few header elements it needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import hashlib
-import io
+import filecmp
 import logging
 import os
 import re
+import socket
+import struct
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
+from pydicom.uid import UID, AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from . import _ul
 from ._version import __version__
-from .errors import LocalSetupError
+from .errors import InputError, LocalSetupError
 
 __all__ = [
+    "DEFAULT_MAX_PDU",
     "IMPLEMENTATION_CLASS_UID",
     "IMPLEMENTATION_VERSION_NAME",
+    "Incoming",
     "InstanceStore",
-    "Layout",
     "Received",
     "StoreSCP",
     "is_valid_uid",
@@ -53,17 +62,27 @@ IMPLEMENTATION_CLASS_UID = "2.25.250386193394932478186766406962347125713"
 #: Our implementation version name (at most 16 characters).
 IMPLEMENTATION_VERSION_NAME = f"DICOMMOVE_{__version__}"[:16]
 
-Layout = Literal["hierarchical", "flat"]
+#: The largest P-DATA PDU we accept unless told otherwise (bytes).
+DEFAULT_MAX_PDU = 262144
+#: The largest A-ASSOCIATE-RQ we read (DCMTK uses the same 1 MiB cap).
+MAX_ASSOCIATE_RQ = 1 << 20
+#: The largest command set we accumulate.
+MAX_COMMAND = 1 << 16
 
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 TEMP_DIR_NAME = ".dicommove-tmp"
+CONFLICT_DIR_NAME = ".dicommove-conflicts"
 
-#: C-STORE statuses we answer (PS3.4 B.2.3).
+#: C-STORE statuses we answer (PS3.4 B.2.3, PS3.7 C).
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_NOT_AUTHORIZED = 0x0124
+STATUS_UNRECOGNIZED_OPERATION = 0x0211
 
+VERIFICATION = "1.2.840.10008.1.1"
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEADER_TAGS = [
     0x00080016,  # SOPClassUID
     0x00080018,  # SOPInstanceUID
@@ -71,6 +90,66 @@ _HEADER_TAGS = [
     0x0020000D,  # StudyInstanceUID
     0x0020000E,  # SeriesInstanceUID
 ]
+
+#: Named layouts, as templates.
+LAYOUTS = {
+    "hierarchical": "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm",
+    "flat": "{SOPInstanceUID}.dcm",
+}
+_FIELDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+_TEMPLATE_PART = re.compile(r"\{([A-Za-z]+)\}|([A-Za-z0-9._/-]+)|(.)", re.DOTALL)
+
+#: A layout: "hierarchical", "flat", or a template of UID fields (see compile_layout).
+Layout = str
+
+
+def is_valid_uid(value: object) -> bool:
+    """Return whether ``value`` is a UID that is safe to use in a file name.
+
+    Digits and dots only, at most 64 characters, no empty component; so never
+    ``.``, ``..``, a separator or a drive letter.
+    """
+    return isinstance(value, str) and len(value) <= 64 and bool(_UID_RE.match(value))
+
+
+def compile_layout(layout: str) -> str:
+    """Return the template of a layout, or raise :class:`InputError` if it is unsafe.
+
+    A template may use only ``{StudyInstanceUID}``, ``{SeriesInstanceUID}``,
+    ``{SOPInstanceUID}`` and ``{SOPClassUID}``, literal ``[A-Za-z0-9._-]`` and
+    ``/``; it must contain ``{SOPInstanceUID}`` so that names are unique, and no
+    path component may be empty, ``.`` or ``..``.
+    """
+    template = LAYOUTS.get(layout, layout)
+    for match in _TEMPLATE_PART.finditer(template):
+        name, _literal, bad = match.groups()
+        if bad is not None:
+            raise InputError(
+                f"layout {layout!r}: character {bad!r} is not allowed; use UID fields "
+                f"{', '.join('{' + f + '}' for f in _FIELDS)}, letters, digits, '._-' and '/'"
+            )
+        if name is not None and name not in _FIELDS:
+            raise InputError(f"layout {layout!r}: unknown field {{{name}}}; use one of {_FIELDS}")
+    if "{SOPInstanceUID}" not in template:
+        raise InputError(f"layout {layout!r} must contain {{SOPInstanceUID}} so names are unique")
+    parts = template.split("/")
+    if template.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise InputError(f"layout {layout!r}: no empty, '.' or '..' path components")
+    return template
+
+
+def _writer_alive(part: Path) -> bool:
+    """Whether the process that named this temp file (``<pid>-<hex>.part``) still runs."""
+    pid_text = part.name.partition("-")[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False  # ours are from an earlier, interrupted move of this process
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _raw_text(ds: Any, tag: int) -> str:
@@ -86,21 +165,12 @@ def _raw_text(ds: Any, tag: int) -> str:
     return "" if value is None else str(value).strip()
 
 
-def is_valid_uid(value: object) -> bool:
-    """Return whether ``value`` is a UID that is safe to use in a file name.
-
-    Digits and dots only, at most 64 characters, no empty component; so never
-    ``.``, ``..``, a separator or a drive letter.
-    """
-    return isinstance(value, str) and len(value) <= 64 and bool(_UID_RE.match(value))
-
-
 @dataclass
 class Received:
     """What happened to one C-STORE that reached our Store SCP.
 
     ``status`` is one of the manifest statuses: ``received``, ``duplicate``,
-    ``conflict`` or ``refused``.
+    ``conflict``, ``refused`` or ``failed``.
     """
 
     sop_instance_uid: str
@@ -118,6 +188,164 @@ class Received:
     originator_ae: str = ""
     originator_message_id: int | None = None
     dimse_status: int = STATUS_SUCCESS
+    errno: int | None = None
+
+
+AcceptCallback = Callable[[Received], bool]
+
+
+class Incoming:
+    """One instance being received: a temp file under the output root.
+
+    Create it with :meth:`InstanceStore.begin_instance`, :meth:`write` the
+    dataset fragments as they arrive, then :meth:`finish` (or :meth:`abort`).
+    Writes after a refusal or a write error are discarded, so the sender can be
+    drained and answered.
+    """
+
+    def __init__(self, store: InstanceStore, rec: Received) -> None:
+        self.store = store
+        self.rec = rec
+        self._fd: int | None = None
+        self._tmp: Path | None = None
+        self.written = 0
+        if rec.status == "refused":
+            return
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = UID(rec.sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(rec.sop_instance_uid)
+        meta.TransferSyntaxUID = UID(rec.transfer_syntax_uid)
+        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        head = DicomBytesIO()
+        head.write(b"\x00" * 128 + b"DICM")  # a clean preamble, never a copied one
+        write_file_meta_info(head, meta, enforce_standard=True)
+        self._tmp = store.temp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        try:
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self.write(head.getvalue())
+
+    @property
+    def temp_path(self) -> Path | None:
+        """The temp file, while the instance is being received."""
+        return self._tmp if self._fd is not None else None
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append dataset bytes (never raises; a write error fails the instance)."""
+        if self._fd is None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self.written += len(data)
+
+    def _fail(self, exc: OSError) -> None:
+        self._discard()
+        rec = self.rec
+        rec.status, rec.path, rec.size, rec.errno = "failed", "", 0, exc.errno
+        rec.reason = f"write failed: {exc.strerror or exc}"
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        rec.dimse_status = STATUS_OUT_OF_RESOURCES if full else STATUS_CANNOT_UNDERSTAND
+        logger.error("cannot write %s to %s: %s", rec.sop_instance_uid, self.store.root, exc)
+
+    def _discard(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+    def abort(self, reason: str) -> Received:
+        """Give up on this instance: delete the temp file, return a ``failed`` record."""
+        if self.rec.status == "received":
+            self.rec.status, self.rec.reason = "failed", reason
+            self.rec.dimse_status = STATUS_CANNOT_UNDERSTAND
+        self._discard()
+        return self.rec
+
+    def finish(self, accept: AcceptCallback | None = None) -> Received:
+        """Validate the received instance and give it its final name.
+
+        Parameters
+        ----------
+        accept : callable, optional
+            Called with the record once its header is known; ``False`` refuses
+            the instance (its ``reason`` may be set by the callback).
+
+        Returns
+        -------
+        Received
+        """
+        rec = self.rec
+        if self._fd is None or self._tmp is None:
+            return rec
+        fd, self._fd = self._fd, None
+        try:
+            if self.store.fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            self._fd = fd
+            self._fail(exc)
+            return rec
+        finally:
+            if self._fd is None:
+                os.close(fd)
+        tmp = self._tmp
+        try:
+            ds = dcmread(tmp, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
+            header = {tag: _raw_text(ds, tag) for tag in _HEADER_TAGS}
+        except Exception as exc:  # untrusted bytes: any parse error is a refusal
+            return self._refuse(f"dataset cannot be parsed: {exc}")
+        if header[0x00080018] != rec.sop_instance_uid:
+            return self._refuse(
+                "SOPInstanceUID in the dataset differs from the C-STORE request",
+                STATUS_DATASET_MISMATCH,
+            )
+        if header[0x00080016] != rec.sop_class_uid:
+            return self._refuse(
+                "SOPClassUID in the dataset differs from the C-STORE request",
+                STATUS_DATASET_MISMATCH,
+            )
+        rec.study_instance_uid = header[0x0020000D]
+        rec.series_instance_uid = header[0x0020000E]
+        rec.patient_id = header[0x00100020]
+        try:
+            final = self.store.path_for(rec)
+        except ValueError as exc:
+            return self._refuse(str(exc))
+        if accept is not None and not accept(rec):
+            return self._refuse(rec.reason or "refused", STATUS_NOT_AUTHORIZED)
+        rec.size = tmp.stat().st_size
+        try:
+            self.store.commit(rec, tmp, final)
+        except OSError as exc:
+            self._fd = None
+            self._fail(exc)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return rec
+
+    def _refuse(self, reason: str, code: int = STATUS_CANNOT_UNDERSTAND) -> Received:
+        self._discard()
+        rec = self.rec
+        rec.status, rec.reason, rec.dimse_status, rec.path, rec.size = (
+            "refused",
+            reason,
+            code,
+            "",
+            0,
+        )
+        logger.warning(
+            "refused C-STORE of %r from %s: %s", rec.sop_instance_uid, rec.calling_ae, reason
+        )
+        return rec
 
 
 class InstanceStore:
@@ -126,11 +354,13 @@ class InstanceStore:
     Parameters
     ----------
     root : path-like
-        The output directory. Temp files go to ``root/.dicommove-tmp`` so that
-        the final rename never crosses a filesystem.
-    layout : {"hierarchical", "flat"}
-        ``hierarchical`` writes ``<Study>/<Series>/<SOPInstance>.dcm``;
-        ``flat`` writes ``<SOPInstance>.dcm`` as dicom-movescu does.
+        The output directory. Temp files go to ``root/.dicommove-tmp``, so the
+        final rename never crosses a filesystem; conflicting copies go to
+        ``root/.dicommove-conflicts``.
+    layout : str
+        ``"hierarchical"`` (``<Study>/<Series>/<SOPInstance>.dcm``), ``"flat"``
+        (``<SOPInstance>.dcm``, as dicom-movescu) or a template of UID fields,
+        see :func:`compile_layout`.
     fsync : bool
         Flush each file to stable storage before renaming it (default True).
     """
@@ -138,18 +368,22 @@ class InstanceStore:
     def __init__(
         self, root: str | os.PathLike[str], *, layout: Layout = "hierarchical", fsync: bool = True
     ) -> None:
-        if layout not in ("hierarchical", "flat"):
-            raise ValueError(f"unknown layout {layout!r}: use 'hierarchical' or 'flat'")
         self.root = Path(root).absolute()
-        self.layout: Layout = layout
+        self.layout = layout
+        self.template = compile_layout(layout)
         self.fsync = fsync
         self._lock = threading.Lock()
-        self._seen: dict[str, str] = {}  # SOPInstanceUID -> sha256 of the bytes written
+        self._seen: dict[str, Path] = {}  # SOPInstanceUID -> final path, in this move
 
     @property
     def temp_dir(self) -> Path:
         """The directory holding files that are being received."""
         return self.root / TEMP_DIR_NAME
+
+    @property
+    def conflict_dir(self) -> Path:
+        """Where second copies with different bytes are kept."""
+        return self.root / CONFLICT_DIR_NAME
 
     def prepare(self) -> None:
         """Create the output directory, check it is writable, remove stale temp files.
@@ -162,7 +396,9 @@ class InstanceStore:
         try:
             self.temp_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.temp_dir.glob("*.part"):
-                stale.unlink()
+                if _writer_alive(stale):
+                    continue  # another live process is receiving into this directory
+                stale.unlink(missing_ok=True)
                 logger.info("removed stale temp file %s", stale)
             probe = self.temp_dir / f"probe-{uuid.uuid4().hex}.part"
             probe.write_bytes(b"")
@@ -178,23 +414,56 @@ class InstanceStore:
         with self._lock:
             self._seen.clear()
 
-    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-        """Return the final path of an instance, from validated UIDs only.
+    def path_for(self, rec: Received) -> Path:
+        """Return the final path of an instance, built from its validated UIDs only.
 
         Raises
         ------
         ValueError
-            If a UID needed by the layout is not a valid UID, or the path would
-            leave the output root.
+            If a UID the layout uses is not a valid UID, or the path would leave
+            the output root.
         """
-        parts = [sop_uid] if self.layout == "flat" else [study_uid, series_uid, sop_uid]
-        for part in parts:
-            if not is_valid_uid(part):
-                raise ValueError(f"unsafe UID {part!r} for a file name")
-        path = self.root.joinpath(*parts[:-1], parts[-1] + ".dcm")
+        values = {
+            "StudyInstanceUID": rec.study_instance_uid,
+            "SeriesInstanceUID": rec.series_instance_uid,
+            "SOPInstanceUID": rec.sop_instance_uid,
+            "SOPClassUID": rec.sop_class_uid,
+        }
+        for name in _FIELDS:
+            if "{" + name + "}" in self.template and not is_valid_uid(values[name]):
+                raise ValueError(f"unsafe {name} {values[name]!r} for a file name")
+        path = self.root / self.template.format(**values)
         if not path.resolve().is_relative_to(self.root.resolve()):
             raise ValueError(f"path {path} leaves the output directory")
         return path
+
+    def begin_instance(
+        self,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        calling_ae: str = "",
+        originator_ae: str = "",
+        originator_message_id: int | None = None,
+    ) -> Incoming:
+        """Start receiving one instance; see :class:`Incoming`."""
+        rec = Received(
+            sop_instance_uid=sop_instance_uid,
+            sop_class_uid=sop_class_uid,
+            transfer_syntax_uid=transfer_syntax_uid,
+            status="received",
+            calling_ae=calling_ae,
+            originator_ae=originator_ae,
+            originator_message_id=originator_message_id,
+        )
+        if not is_valid_uid(sop_instance_uid) or not is_valid_uid(sop_class_uid):
+            rec.status, rec.dimse_status = "refused", STATUS_CANNOT_UNDERSTAND
+            rec.reason = "invalid Affected SOP Class/Instance UID"
+            logger.warning(
+                "refused C-STORE of %r from %s: %s", sop_instance_uid, calling_ae, rec.reason
+            )
+        return Incoming(self, rec)
 
     def store(
         self,
@@ -206,134 +475,62 @@ class InstanceStore:
         calling_ae: str = "",
         originator_ae: str = "",
         originator_message_id: int | None = None,
+        accept: AcceptCallback | None = None,
     ) -> Received:
-        """Validate and write one instance, atomically.
-
-        Parameters
-        ----------
-        dataset : bytes
-            The encoded dataset exactly as received (no file meta).
-        sop_class_uid, sop_instance_uid : str
-            The C-STORE request's Affected SOP Class and Instance UIDs.
-        transfer_syntax_uid : str
-            The transfer syntax of the presentation context used.
-        calling_ae, originator_ae, originator_message_id
-            Where it came from, recorded as given.
-
-        Returns
-        -------
-        Received
-            Never raises for bad data: a refusal is a record with status
-            ``refused`` and the DIMSE status to answer.
-        """
-        rec = Received(
-            sop_instance_uid=sop_instance_uid,
+        """Store one whole encoded dataset (no file meta): begin, write, finish."""
+        incoming = self.begin_instance(
             sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
             transfer_syntax_uid=transfer_syntax_uid,
-            status="received",
             calling_ae=calling_ae,
             originator_ae=originator_ae,
             originator_message_id=originator_message_id,
         )
+        incoming.write(dataset)
+        return incoming.finish(accept)
 
-        def refuse(reason: str, code: int = STATUS_CANNOT_UNDERSTAND) -> Received:
-            logger.warning(
-                "refused C-STORE of %r from %s: %s", sop_instance_uid, calling_ae, reason
-            )
-            rec.status, rec.reason, rec.dimse_status = "refused", reason, code
-            return rec
-
-        if not is_valid_uid(sop_instance_uid) or not is_valid_uid(sop_class_uid):
-            return refuse("invalid Affected SOP Class/Instance UID")
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-        meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-        meta.TransferSyntaxUID = UID(transfer_syntax_uid)
-        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-        head = DicomBytesIO()
-        head.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(head, meta, enforce_standard=True)
-        header_bytes = head.getvalue()
-        try:
-            ds = dcmread(
-                io.BytesIO(header_bytes + dataset),
-                stop_before_pixels=True,
-                specific_tags=list(_HEADER_TAGS),
-            )
-        except Exception as exc:  # a C-STORE handler must never raise
-            return refuse(f"dataset cannot be parsed: {exc}")
-        header = {tag: _raw_text(ds, tag) for tag in _HEADER_TAGS}
-        if header[0x00080018] != sop_instance_uid:
-            return refuse(
-                "SOPInstanceUID in the dataset differs from the C-STORE request",
-                STATUS_DATASET_MISMATCH,
-            )
-        if header[0x00080016] != sop_class_uid:
-            return refuse(
-                "SOPClassUID in the dataset differs from the C-STORE request",
-                STATUS_DATASET_MISMATCH,
-            )
-        rec.study_instance_uid = header[0x0020000D]
-        rec.series_instance_uid = header[0x0020000E]
-        rec.patient_id = header[0x00100020]
-        try:
-            final = self.path_for(rec.study_instance_uid, rec.series_instance_uid, sop_instance_uid)
-        except ValueError as exc:
-            return refuse(str(exc))
-
-        digest = hashlib.sha256(dataset).hexdigest()
-        rec.path, rec.size = str(final), len(header_bytes) + len(dataset)
+    def commit(self, rec: Received, tmp: Path, final: Path) -> None:
+        """Rename ``tmp`` to ``final``, or record a duplicate or a quarantined conflict."""
         with self._lock:
-            previous = self._seen.get(sop_instance_uid)
-            if previous is None:
-                self._seen[sop_instance_uid] = digest
-        if previous is not None:
-            if previous == digest:
-                rec.status, rec.reason = "duplicate", "received again with identical bytes"
+            existing = self._seen.get(rec.sop_instance_uid)
+            if existing is None and final.exists():
+                existing = final  # from an earlier run: never overwritten silently
+                earlier_run = True
             else:
-                rec.status = "conflict"
-                rec.reason = "received again with different bytes; the first copy was kept"
-                rec.path = ""
-            return rec
-        try:
-            self._write_atomically(final, header_bytes, dataset)
-        except OSError as exc:
-            with self._lock:
-                self._seen.pop(sop_instance_uid, None)
-            rec.status, rec.path, rec.size = "failed", "", 0
-            rec.reason = f"write failed: {exc.strerror or exc}"
-            rec.dimse_status = STATUS_OUT_OF_RESOURCES
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                rec.dimse_status = STATUS_CANNOT_UNDERSTAND
-            logger.error("cannot write %s: %s", final, exc)
-        return rec
-
-    def _write_atomically(self, final: Path, header: bytes, dataset: bytes) -> None:
-        tmp = self.temp_dir / f"{uuid.uuid4().hex}.part"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                for chunk in (header, dataset):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+                earlier_run = False
+            if existing is not None:
+                if filecmp.cmp(tmp, existing, shallow=False):
+                    rec.path = str(existing)
+                    if not earlier_run:
+                        rec.status, rec.reason = "duplicate", "received again with identical bytes"
+                    self._seen[rec.sop_instance_uid] = existing
+                    return
+                self.conflict_dir.mkdir(exist_ok=True)
+                keep = self.conflict_dir / f"{rec.sop_instance_uid}.{uuid.uuid4().hex[:8]}.dcm"
+                os.replace(tmp, keep)
+                rec.status, rec.path = "conflict", str(keep)
+                rec.reason = (
+                    f"same SOPInstanceUID as {existing} with different bytes; the first copy "
+                    "was kept and this one quarantined"
+                )
+                logger.warning("conflicting copy of %s kept at %s", rec.sop_instance_uid, keep)
+                return
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            self._seen[rec.sop_instance_uid] = final
+            rec.path = str(final)
+            rec.received_at = datetime.now(timezone.utc)
 
 
 InstanceCallback = Callable[[Received], None]
 
 
+class _Closed(Exception):
+    """The connection ended (EOF, reset, timeout or a protocol violation we aborted)."""
+
+
 class StoreSCP:
-    """A pynetdicom Storage SCP that writes through an :class:`InstanceStore`.
+    """Our DICOM Storage SCP: negotiates, streams C-STOREs to disk, answers after rename.
 
     Parameters
     ----------
@@ -342,14 +539,27 @@ class StoreSCP:
     ae_title : str
         Our AE title; associations calling another title are rejected.
     host, port : str, int
-        The address to listen on.
+        The address to listen on (``""`` = all interfaces, port 0 = any free one).
     on_instance : callable
-        Called with each :class:`Received` record from the association thread,
+        Called with each :class:`Received` record, from the association's thread,
         before the C-STORE response is sent. It must not block for long.
     allowed_calling_aes : collection of str, optional
         Calling AE titles accepted; ``None`` accepts any.
+    allowed_hosts : collection of str, optional
+        Peer IP addresses accepted; ``None`` accepts any.
+    accept : callable, optional
+        Called with a record before its file gets its final name; ``False``
+        refuses it (status 0x0124) and nothing is written.
     max_pdu : int
-        Maximum PDU length we receive (0 = unlimited).
+        The largest P-DATA PDU we accept (and announce); 0 = no limit.
+    network_timeout : float
+        Seconds of silence after which a store association is aborted.
+    acse_timeout : float
+        Seconds a peer has, from connecting, to complete its A-ASSOCIATE-RQ.
+    accept_unknown_sop_classes : bool
+        Also accept SOP classes that are not standard Storage classes.
+    max_associations : int
+        Concurrent store associations; more are rejected as transient.
     """
 
     def __init__(
@@ -360,24 +570,40 @@ class StoreSCP:
         host: str,
         port: int,
         on_instance: InstanceCallback,
-        allowed_calling_aes: frozenset[str] | None = None,
-        max_pdu: int = 0,
+        allowed_calling_aes: Collection[str] | None = None,
+        allowed_hosts: Collection[str] | None = None,
+        accept: AcceptCallback | None = None,
+        max_pdu: int = DEFAULT_MAX_PDU,
         network_timeout: float = 60.0,
+        acse_timeout: float = 10.0,
+        accept_unknown_sop_classes: bool = False,
+        max_associations: int = 16,
     ) -> None:
         self.store = store
         self.ae_title = ae_title
         self.host = host
         self.port = port
         self.on_instance = on_instance
-        self.allowed_calling_aes = allowed_calling_aes
+        self.allowed_calling_aes = (
+            frozenset(allowed_calling_aes) if allowed_calling_aes is not None else None
+        )
+        self.allowed_hosts = frozenset(allowed_hosts) if allowed_hosts is not None else None
+        self.accept = accept
         self.max_pdu = max_pdu
         self.network_timeout = network_timeout
-        self._server: Any = None
+        self.acse_timeout = acse_timeout
+        self.accept_unknown_sop_classes = accept_unknown_sop_classes
+        self._slots = threading.BoundedSemaphore(max_associations)
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._storage_classes: frozenset[str] | None = None
 
     @property
     def running(self) -> bool:
         """Whether the listener is up."""
-        return self._server is not None
+        return self._listener is not None
 
     def start(self) -> None:
         """Start listening.
@@ -387,46 +613,18 @@ class StoreSCP:
         LocalSetupError
             If the port cannot be bound (in use, or not permitted).
         """
-        from pydicom.uid import (
-            DeflatedExplicitVRLittleEndian,
-            ExplicitVRBigEndian,
-            ExplicitVRLittleEndian,
-            ImplicitVRLittleEndian,
-        )
-        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-
-        if self._server is not None:
+        if self._listener is not None:
             return
-        # pynetdicom's acceptor picks the first of *our* syntaxes that the peer
-        # proposed: uncompressed explicit VR first avoids a transcode at the PACS.
-        preferred = [
-            ExplicitVRLittleEndian,
-            ImplicitVRLittleEndian,
-            DeflatedExplicitVRLittleEndian,
-            ExplicitVRBigEndian,
-        ]
-        syntaxes = preferred + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in preferred]
-        ae = AE(ae_title=self.ae_title)
-        ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
-        ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-        ae.maximum_pdu_size = self.max_pdu
-        ae.network_timeout = self.network_timeout
-        ae.acse_timeout = self.network_timeout
-        ae.dimse_timeout = self.network_timeout
-        ae.maximum_associations = 16
-        ae.require_called_aet = True
-        if self.allowed_calling_aes is not None:
-            ae.require_calling_aet = sorted(self.allowed_calling_aes)
-        for cx in AllStoragePresentationContexts:
-            if cx.abstract_syntax:
-                ae.add_supported_context(cx.abstract_syntax, syntaxes)
+        from pynetdicom.sop_class import _STORAGE_CLASSES
+
+        self._storage_classes = frozenset(str(uid) for uid in _STORAGE_CLASSES.values())
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._server = ae.start_server(
-                (self.host, self.port),
-                block=False,
-                evt_handlers=[(evt.EVT_C_STORE, self._handle_store)],
-            )
+            listener.bind((self.host, self.port))
+            listener.listen(64)
         except OSError as exc:
+            listener.close()
             hint = (
                 "another program (or another dicommove session) is using it: "
                 "stop it or choose another port (port=... or -p PORT)"
@@ -437,31 +635,325 @@ class StoreSCP:
                 f"cannot listen on {self.host or '*'}:{self.port} for the store SCP: "
                 f"{exc.strerror or exc}; {hint}"
             ) from exc
-        self.port = int(self._server.server_address[1])
+        self.port = int(listener.getsockname()[1])
+        self._listener = listener
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"dicommove-scp-{self.port}", daemon=True
+        )
+        self._thread.start()
         logger.debug("store SCP %s listening on %s:%s", self.ae_title, self.host, self.port)
 
     def stop(self) -> None:
-        """Stop listening and close the store associations."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            logger.debug("store SCP %s stopped", self.ae_title)
+        """Stop listening and abort the store associations still open."""
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
+        listener.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            connections = list(self._connections.items())
+        for conn, _ in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for _, thread in connections:
+            thread.join(timeout=5)
+        logger.debug("store SCP %s stopped", self.ae_title)
 
-    def _handle_store(self, event: Any) -> int:
-        try:
-            req = event.request
-            originator_id = req.MoveOriginatorMessageID
-            rec = self.store.store(
-                event.encoded_dataset(include_meta=False),
-                sop_class_uid=str(req.AffectedSOPClassUID),
-                sop_instance_uid=str(req.AffectedSOPInstanceUID),
-                transfer_syntax_uid=str(event.context.transfer_syntax),
-                calling_ae=str(event.assoc.requestor.ae_title),
-                originator_ae=str(req.MoveOriginatorApplicationEntityTitle or ""),
-                originator_message_id=int(originator_id) if originator_id is not None else None,
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        while listener is not None and self._listener is listener:
+            try:
+                conn, address = listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(
+                target=self._serve, args=(conn, address), name="dicommove-store", daemon=True
             )
-            self.on_instance(rec)
-            return rec.dimse_status
-        except Exception:  # never raise into pynetdicom: answer a failure instead
-            logger.exception("unexpected error while storing an instance")
-            return STATUS_CANNOT_UNDERSTAND
+            with self._lock:
+                self._connections[conn] = thread
+            thread.start()
+
+    # -- one association ---------------------------------------------------
+    def _serve(self, conn: socket.socket, address: tuple[str, int]) -> None:
+        acquired = self._slots.acquire(blocking=False)
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _Association(self, conn, address[0], over_limit=not acquired).run()
+        except Exception:  # a bug must not kill the listener or leak the socket
+            logger.exception("store association from %s failed", address[0])
+        finally:
+            if acquired:
+                self._slots.release()
+            with self._lock:
+                self._connections.pop(conn, None)
+            conn.close()
+
+
+class _Association:
+    """The state of one incoming association (one thread)."""
+
+    def __init__(self, scp: StoreSCP, conn: socket.socket, ip: str, *, over_limit: bool) -> None:
+        self.scp = scp
+        self.conn = conn
+        self.ip = ip
+        self.over_limit = over_limit
+        self.calling_ae = ""
+        self.contexts: dict[int, _ul.PresentationContext] = {}
+        self.buffer = bytearray(1 << 18)
+        self.incoming: Incoming | None = None
+        self.message = (0, 0)  # (message ID, presentation context) of the C-STORE in progress
+
+    # -- reading -------------------------------------------------------------
+    def recv_into(self, view: memoryview, deadline: float | None = None) -> None:
+        """Fill ``view`` completely from the socket."""
+        while view:
+            timeout = self.scp.network_timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    raise _Closed("association set-up took too long")
+            self.conn.settimeout(timeout)
+            try:
+                n = self.conn.recv_into(view)
+            except TimeoutError:
+                raise _Closed("network timeout") from None
+            except OSError as exc:
+                raise _Closed(f"connection error: {exc}") from None
+            if n == 0:
+                raise _Closed("connection closed by the peer")
+            view = view[n:]
+
+    def recv(self, n: int, deadline: float | None = None) -> bytes:
+        data = bytearray(n)
+        self.recv_into(memoryview(data), deadline)
+        return bytes(data)
+
+    def send(self, data: bytes) -> None:
+        self.conn.settimeout(self.scp.network_timeout)
+        try:
+            self.conn.sendall(data)
+        except OSError as exc:
+            raise _Closed(f"send failed: {exc}") from None
+
+    def abort(self, why: str) -> None:
+        logger.warning(
+            "store SCP aborts the association from %s (%s): %s",
+            self.ip,
+            self.calling_ae or "?",
+            why,
+        )
+        with contextlib.suppress(_Closed):
+            self.send(_ul.encode_abort())
+
+    # -- the association -----------------------------------------------------
+    def run(self) -> None:
+        try:
+            if not self.associate():
+                return
+            self.serve_requests()
+        except _Closed as closed:
+            self.end_incoming(f"the association ended mid-instance: {closed}")
+            logger.debug("store association from %s ended: %s", self.ip, closed)
+        except _ul.ProtocolError as exc:
+            self.end_incoming(f"protocol error: {exc}")
+            self.abort(f"protocol error: {exc}")
+
+    def end_incoming(self, reason: str) -> None:
+        incoming, self.incoming = self.incoming, None
+        if incoming is not None:
+            rec = incoming.abort(reason)
+            logger.warning("lost %s from %s: %s", rec.sop_instance_uid, self.ip, reason)
+            self.scp.on_instance(rec)
+
+    def associate(self) -> bool:
+        scp = self.scp
+        deadline = time.monotonic() + scp.acse_timeout
+        header = self.recv(6, deadline)
+        pdu_type, length = header[0], struct.unpack(">I", header[2:6])[0]
+        if pdu_type != _ul.PDU_ASSOCIATE_RQ:
+            self.abort(f"expected A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}")
+            return False
+        if length > MAX_ASSOCIATE_RQ:
+            self.abort(f"A-ASSOCIATE-RQ of {length} bytes announced (limit {MAX_ASSOCIATE_RQ})")
+            return False
+        rq = _ul.decode_associate_rq(self.recv(length, deadline))
+        self.calling_ae = rq.calling_ae
+        reject: tuple[int, int, int, str] | None = None
+        if rq.application_context != _ul.APPLICATION_CONTEXT:
+            reject = (1, 1, 2, f"application context {rq.application_context!r} not supported")
+        elif rq.called_ae != scp.ae_title:
+            reject = (1, 1, 7, f"called AE {rq.called_ae!r} is not ours ({scp.ae_title!r})")
+        elif scp.allowed_calling_aes is not None and rq.calling_ae not in scp.allowed_calling_aes:
+            reject = (1, 1, 3, f"calling AE {rq.calling_ae!r} is not allowed")
+        elif scp.allowed_hosts is not None and self.ip not in scp.allowed_hosts:
+            reject = (1, 1, 1, f"address {self.ip} is not allowed")
+        elif self.over_limit:
+            reject = (2, 3, 2, "too many store associations at once")
+        if reject is not None:
+            result, source, reason, why = reject
+            logger.warning(
+                "store SCP rejected an association from %s, calling AE %r, called AE %r: %s",
+                self.ip,
+                rq.calling_ae,
+                rq.called_ae,
+                why,
+            )
+            self.send(_ul.encode_associate_rj(result, source, reason))
+            return False
+        for cx in rq.contexts:
+            self.negotiate(cx)
+            if cx.result == _ul.ACCEPTED:
+                self.contexts[cx.context_id] = cx
+        self.send(
+            _ul.encode_associate_ac(
+                rq,
+                max_pdu=scp.max_pdu,
+                implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+                implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            )
+        )
+        logger.debug(
+            "store association from %s (%s): %d contexts accepted",
+            self.ip,
+            rq.calling_ae,
+            len(self.contexts),
+        )
+        return True
+
+    def negotiate(self, cx: _ul.PresentationContext) -> None:
+        scp = self.scp
+        storage = scp._storage_classes or frozenset()
+        if cx.abstract_syntax == VERIFICATION:
+            ours: list[str] = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+        elif cx.abstract_syntax in storage or (
+            scp.accept_unknown_sop_classes and is_valid_uid(cx.abstract_syntax)
+        ):
+            ours = list(AllTransferSyntaxes)
+        else:
+            cx.result = _ul.ABSTRACT_SYNTAX_NOT_SUPPORTED
+            return
+        usable = [ts for ts in cx.transfer_syntaxes if ts in ours]
+        if not usable:
+            cx.result = _ul.TRANSFER_SYNTAXES_NOT_SUPPORTED
+            return
+        # Uncompressed explicit VR when offered, else the sender's first choice.
+        cx.transfer_syntax = (
+            ExplicitVRLittleEndian if ExplicitVRLittleEndian in usable else usable[0]
+        )
+        cx.result = _ul.ACCEPTED
+
+    def serve_requests(self) -> None:
+        scp = self.scp
+        command = bytearray()
+        command_cx = 0
+        while True:
+            header = self.recv(6)
+            pdu_type, length = header[0], struct.unpack(">I", header[2:6])[0]
+            if pdu_type == _ul.PDU_P_DATA:
+                if scp.max_pdu and length > scp.max_pdu:
+                    self.end_incoming("PDU over the negotiated maximum")
+                    self.abort(f"P-DATA of {length} bytes over our maximum of {scp.max_pdu}")
+                    return
+                remaining = length
+                while remaining:
+                    if remaining < 6:
+                        raise _ul.ProtocolError("truncated PDV item")
+                    item = self.recv(6)
+                    pdv_length, cx_id, control = struct.unpack(">IBB", item)
+                    if pdv_length < 2 or pdv_length + 4 > remaining:
+                        raise _ul.ProtocolError("PDV item overruns its PDU")
+                    if cx_id not in self.contexts:
+                        raise _ul.ProtocolError(f"presentation context {cx_id} was not accepted")
+                    remaining -= pdv_length + 4
+                    size = pdv_length - 2
+                    if control & 0x01:  # command fragment
+                        if len(command) + size > MAX_COMMAND:
+                            raise _ul.ProtocolError("command set too long")
+                        command += self.recv(size)
+                        command_cx = cx_id
+                        if control & 0x02:
+                            self.on_command(bytes(command), command_cx)
+                            command.clear()
+                    else:
+                        self.on_data(size, last=bool(control & 0x02))
+            elif pdu_type == _ul.PDU_RELEASE_RQ:
+                self.recv(length)
+                self.end_incoming("the peer released the association mid-instance")
+                self.send(_ul.RELEASE_RP)
+                return
+            elif pdu_type == _ul.PDU_ABORT:
+                self.recv(min(length, 4))
+                raise _Closed("the peer aborted the association")
+            else:
+                raise _ul.ProtocolError(f"unexpected PDU type 0x{pdu_type:02X}")
+
+    def on_data(self, size: int, *, last: bool) -> None:
+        incoming = self.incoming
+        if incoming is None:
+            raise _ul.ProtocolError("dataset fragment without a C-STORE command")
+        view = memoryview(self.buffer)
+        while size:
+            chunk = view[: min(size, len(view))]
+            self.recv_into(chunk)
+            incoming.write(chunk)
+            size -= len(chunk)
+        if last:
+            self.incoming = None
+            rec = incoming.finish(self.scp.accept)
+            self.respond_store(rec)
+
+    def on_command(self, raw: bytes, cx_id: int) -> None:
+        if self.incoming is not None:
+            raise _ul.ProtocolError("a new command before the previous dataset ended")
+        command = _ul.decode_command(raw)
+        field_ = _ul.command_us(command, 0x0100)
+        message_id = _ul.command_us(command, 0x0110) or 0
+        has_dataset = _ul.command_us(command, 0x0800) != _ul.NO_DATASET
+        sop_class = _ul.command_text(command, 0x0002)
+        if field_ == _ul.C_ECHO_RQ and not has_dataset:
+            self.send(
+                _ul.encode_command_pdata(
+                    cx_id, _ul.encode_response(_ul.C_ECHO_RSP, message_id, 0, sop_class)
+                )
+            )
+            return
+        if field_ != _ul.C_STORE_RQ or not has_dataset:
+            if has_dataset:
+                raise _ul.ProtocolError(f"unsupported DIMSE command 0x{field_ or 0:04X}")
+            response = _ul.encode_response(
+                (field_ or 0) | 0x8000, message_id, STATUS_UNRECOGNIZED_OPERATION, sop_class
+            )
+            self.send(_ul.encode_command_pdata(cx_id, response))
+            return
+        cx = self.contexts[cx_id]
+        originator = _ul.command_us(command, 0x1031)
+        incoming = self.scp.store.begin_instance(
+            sop_class_uid=sop_class,
+            sop_instance_uid=_ul.command_text(command, 0x1000),
+            transfer_syntax_uid=cx.transfer_syntax,
+            calling_ae=self.calling_ae,
+            originator_ae=_ul.command_text(command, 0x1030),
+            originator_message_id=originator,
+        )
+        if sop_class != cx.abstract_syntax and incoming.rec.status == "received":
+            incoming.rec.status = "refused"
+            incoming.rec.reason = "Affected SOP Class differs from the presentation context"
+            incoming.rec.dimse_status = STATUS_DATASET_MISMATCH
+            incoming.abort(incoming.rec.reason)
+        self.incoming = incoming
+        self.message = (message_id, cx_id)
+
+    def respond_store(self, rec: Received) -> None:
+        message_id, cx_id = self.message
+        try:
+            self.scp.on_instance(rec)
+        except Exception:  # the record is kept; answer a failure rather than die
+            logger.exception("error while recording %s", rec.sop_instance_uid)
+            rec.dimse_status = STATUS_CANNOT_UNDERSTAND
+        response = _ul.encode_response(
+            _ul.C_STORE_RSP, message_id, rec.dimse_status, rec.sop_class_uid, rec.sop_instance_uid
+        )
+        self.send(_ul.encode_command_pdata(cx_id, response))

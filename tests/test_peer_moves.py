@@ -364,7 +364,9 @@ def test_cli_unknown_destination_exits_4(
     )  # fmt: skip
     assert run.code == EXIT_FAILED, run.err
     assert f"Register AE NOBODY at {LOOPBACK}:{port}" in run.err
-    assert run.out == ""
+    # the partial manifest is still written: the request is there, failed
+    assert run.out.startswith("0 instances received")
+    assert read_csv(tmp_path / MANIFEST_NAME)["status"].tolist() == ["failed"]
 
 
 def test_cli_not_found_exits_4(
@@ -403,4 +405,7 @@ def test_cli_connection_refused_exits_5(tmp_path: Path, cli: Callable[..., CliRu
     )  # fmt: skip
     assert run.code == EXIT_NETWORK, run.err
     assert f"cannot connect to {LOOPBACK}:{pacs_port}" in run.err
-    assert run.out == ""
+    # every requested item is in the manifest, with the reason
+    manifest = read_csv(tmp_path / MANIFEST_NAME)
+    assert manifest["status"].tolist() == ["failed"]
+    assert "not attempted" in str(manifest["reason"][0])
