@@ -154,13 +154,50 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="send the identifier as given even if it is not a valid C-MOVE identifier",
     )
-    mv.add_argument(
+    layout = mv.add_mutually_exclusive_group()
+    layout.add_argument(
         "--flat",
         dest="layout",
         action="store_const",
         const="flat",
         default="hierarchical",
         help="write <SOPInstanceUID>.dcm directly in DIR (as dicom-movescu does)",
+    )
+    layout.add_argument(
+        "--layout",
+        dest="layout",
+        metavar="TEMPLATE",
+        help="file layout: hierarchical (default), flat, or a template such as "
+        "'{StudyInstanceUID}/{SOPInstanceUID}.dcm' (UID fields only)",
+    )
+    mv.add_argument(
+        "--allow-ae",
+        dest="allowed_aes",
+        action="append",
+        default=[],
+        metavar="AE",
+        help="another calling AE title the store SCP accepts (repeatable; the PACS's own "
+        "is always accepted)",
+    )
+    mv.add_argument(
+        "--allow-host",
+        dest="allowed_hosts",
+        action="append",
+        metavar="IP",
+        help="accept store associations only from this IP address (repeatable)",
+    )
+    mv.add_argument(
+        "--refuse-unrequested",
+        dest="unrequested",
+        action="store_const",
+        const="refuse",
+        default="keep",
+        help="refuse instances that match no request (default: keep and flag them)",
+    )
+    mv.add_argument(
+        "--accept-unknown-sop-classes",
+        action="store_true",
+        help="also accept private or unknown SOP classes",
     )
     mv.add_argument(
         "--bind",
@@ -269,6 +306,10 @@ def _cmd_move(args: argparse.Namespace) -> int:
             bind=args.bind,
             max_pdu=_max_pdu(args.max_pdu_length),
             dimse_timeout=args.timeout,
+            allowed_aes=args.allowed_aes,
+            allowed_hosts=args.allowed_hosts,
+            unrequested=args.unrequested,
+            accept_unknown_sop_classes=args.accept_unknown_sop_classes,
         )
     except DicomMoveError as exc:
         if exc.manifest is not None:  # whatever arrived is on disk: say so

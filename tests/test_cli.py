@@ -357,3 +357,64 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert done.returncode == 0
     assert done.stdout.startswith("dicommove ")
+
+
+def test_layout_template_and_bad_template(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
+    row = cohort.iloc[0]
+    code = run(
+        "move",
+        str(pacs.node),
+        "-q",
+        f"StudyInstanceUID={row.StudyInstanceUID}",
+        "-q",
+        f"SeriesInstanceUID={row.SeriesInstanceUID}",
+        "--layout",
+        "{SeriesInstanceUID}/{SOPInstanceUID}.dcm",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == cli.EXIT_OK
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.dcm")) == [row.SeriesInstanceUID] * 2
+    code = run(
+        "move",
+        str(pacs.node),
+        "-q",
+        f"StudyInstanceUID={row.StudyInstanceUID}",
+        "--layout",
+        "../{SOPInstanceUID}.dcm",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path),
+    )
+    assert code == cli.EXIT_USAGE
+
+
+def test_allow_host_excludes_the_pacs(
+    pacs: DemoPACS,
+    cohort: pd.DataFrame,
+    port: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo PACS connects from 127.0.0.1: allowing only 127.0.0.9 refuses its stores."""
+    code = run(
+        "move",
+        str(pacs.node),
+        "-q",
+        f"StudyInstanceUID={cohort['StudyInstanceUID'].iloc[0]}",
+        "--allow-host",
+        "127.0.0.9",
+        "-p",
+        str(port),
+        "-o",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code != cli.EXIT_OK
+    assert not list(tmp_path.rglob("*.dcm"))

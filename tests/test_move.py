@@ -323,3 +323,14 @@ def test_identifier_sent_is_exactly_the_query(pacs: DemoPACS, port: int, tmp_pat
     assert isinstance(identifier, Dataset)
     assert {e.keyword for e in identifier} == {"QueryRetrieveLevel", "StudyInstanceUID"}
     assert list(identifier.StudyInstanceUID) == ["1.2.3.4", "1.2.3.5"]
+
+
+def test_every_uid_of_a_list_is_accounted_for(
+    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+) -> None:
+    present = cohort["StudyInstanceUID"].iloc[0]
+    df = run(pacs, Query.study(present, "1.2.3.404"), tmp_path, port, errors="ignore")
+    by_status = df.groupby("status", observed=True)["StudyInstanceUID"].unique()
+    assert list(by_status["received"]) == [present]
+    assert list(by_status["not_found"]) == ["1.2.3.404"]
+    assert (df["request"] == 0).all()
