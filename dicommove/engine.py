@@ -197,6 +197,10 @@ class Session:
         request: keep it (status ``unrequested``) or refuse the C-STORE.
     accept_unknown_sop_classes : bool
         Also accept private or unknown SOP classes (default: standard Storage only).
+    fsync : bool
+        Flush each file to stable storage before it gets its final name and the
+        C-STORE is answered (default). ``False`` is faster on many small files,
+        but a power loss can then leave a final name on an incomplete file.
 
     Examples
     --------
@@ -224,6 +228,7 @@ class Session:
         allowed_hosts: Collection[str] | None = None,
         unrequested: Literal["keep", "refuse"] = "keep",
         accept_unknown_sop_classes: bool = False,
+        fsync: bool = True,
     ) -> None:
         self.pacs = Node.parse(pacs)
         self.ae_title = validate_ae_title(ae_title, what="calling AE title")
@@ -250,6 +255,7 @@ class Session:
             raise InputError(f"unrequested={unrequested!r}: use 'keep' or 'refuse'")
         self.unrequested = unrequested
         self.accept_unknown_sop_classes = accept_unknown_sop_classes
+        self.fsync = fsync
         compile_layout(layout)  # an unsafe layout is refused before any traffic
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
@@ -510,7 +516,7 @@ class Session:
         return df
 
     def _start_store(self) -> StoreSCP:
-        store = InstanceStore(self.out, layout=self.layout)
+        store = InstanceStore(self.out, layout=self.layout, fsync=self.fsync)
         store.prepare()
         store.begin()
         allowed: frozenset[str] | None = None
