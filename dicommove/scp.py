@@ -35,12 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from . import _ul
+from ._header import HEADER_TAGS, encode_file_meta, read_header
 from ._version import __version__
 from .errors import InputError, LocalSetupError
 
@@ -83,13 +81,8 @@ STATUS_UNRECOGNIZED_OPERATION = 0x0211
 VERIFICATION = "1.2.840.10008.1.1"
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_HEADER_TAGS = [
-    0x00080016,  # SOPClassUID
-    0x00080018,  # SOPInstanceUID
-    0x00100020,  # PatientID
-    0x0020000D,  # StudyInstanceUID
-    0x0020000E,  # SeriesInstanceUID
-]
+#: How much of each dataset is kept in memory to read its header.
+HEAD_BYTES = 1 << 16
 
 #: Named layouts, as templates.
 LAYOUTS = {
@@ -208,25 +201,26 @@ class Incoming:
         self.rec = rec
         self._fd: int | None = None
         self._tmp: Path | None = None
+        self._meta_length = 0
+        self._head = bytearray()  # the first HEAD_BYTES of the dataset, for its header
         self.written = 0
         if rec.status == "refused":
             return
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = UID(rec.sop_class_uid)
-        meta.MediaStorageSOPInstanceUID = UID(rec.sop_instance_uid)
-        meta.TransferSyntaxUID = UID(rec.transfer_syntax_uid)
-        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-        head = DicomBytesIO()
-        head.write(b"\x00" * 128 + b"DICM")  # a clean preamble, never a copied one
-        write_file_meta_info(head, meta, enforce_standard=True)
-        self._tmp = store.temp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        head = encode_file_meta(
+            rec.sop_class_uid,
+            rec.sop_instance_uid,
+            rec.transfer_syntax_uid,
+            IMPLEMENTATION_CLASS_UID,
+            IMPLEMENTATION_VERSION_NAME,
+        )  # a clean zero preamble, never a copied one
+        self._tmp = store.temp_dir / f"{os.getpid()}-{os.urandom(8).hex()}.part"
         try:
             self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             self._fail(exc)
             return
-        self.write(head.getvalue())
+        self._meta_length = len(head)
+        self.write(head)
 
     @property
     def temp_path(self) -> Path | None:
@@ -238,6 +232,8 @@ class Incoming:
         if self._fd is None:
             return
         view = memoryview(data)
+        if self.written >= self._meta_length and len(self._head) < HEAD_BYTES:
+            self._head += view[: HEAD_BYTES - len(self._head)]
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
@@ -298,11 +294,14 @@ class Incoming:
             if self._fd is None:
                 os.close(fd)
         tmp = self._tmp
-        try:
-            ds = dcmread(tmp, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
-            header = {tag: _raw_text(ds, tag) for tag in _HEADER_TAGS}
-        except Exception as exc:  # untrusted bytes: any parse error is a refusal
-            return self._refuse(f"dataset cannot be parsed: {exc}")
+        whole = self.written - self._meta_length == len(self._head)
+        header = read_header(self._head, rec.transfer_syntax_uid, complete=whole)
+        if header is None:  # deflated, or a long header: let pydicom read the file
+            try:
+                ds = dcmread(tmp, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
+                header = {tag: _raw_text(ds, tag) for tag in HEADER_TAGS}
+            except Exception as exc:  # untrusted bytes: any parse error is a refusal
+                return self._refuse(f"dataset cannot be parsed: {exc}")
         if header[0x00080018] != rec.sop_instance_uid:
             return self._refuse(
                 "SOPInstanceUID in the dataset differs from the C-STORE request",
@@ -322,7 +321,7 @@ class Incoming:
             return self._refuse(str(exc))
         if accept is not None and not accept(rec):
             return self._refuse(rec.reason or "refused", STATUS_NOT_AUTHORIZED)
-        rec.size = tmp.stat().st_size
+        rec.size = self.written
         try:
             self.store.commit(rec, tmp, final)
         except OSError as exc:
@@ -432,10 +431,10 @@ class InstanceStore:
         for name in _FIELDS:
             if "{" + name + "}" in self.template and not is_valid_uid(values[name]):
                 raise ValueError(f"unsafe {name} {values[name]!r} for a file name")
-        path = self.root / self.template.format(**values)
-        if not path.resolve().is_relative_to(self.root.resolve()):
-            raise ValueError(f"path {path} leaves the output directory")
-        return path
+        relative = os.path.normpath(self.template.format(**values))
+        if os.path.isabs(relative) or relative.split(os.sep)[0] in ("..", "."):
+            raise ValueError(f"path {relative} leaves the output directory")
+        return self.root / relative
 
     def begin_instance(
         self,

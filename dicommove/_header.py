@@ -1,0 +1,166 @@
+"""Just enough DICOM encoding to name a received file, without pydicom on the hot path.
+
+:func:`read_header` walks the top-level elements at the start of an encoded
+dataset, skipping sequences, until it passes (0020,000E), and returns the raw
+text of the few elements the store needs. :func:`encode_file_meta` writes the
+File Meta Information group. Both are pure; anything they cannot handle
+(deflate, truncation, nesting deeper than :data:`MAX_DEPTH`) returns ``None``
+so the caller can fall back to pydicom.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = ["HEADER_TAGS", "MAX_DEPTH", "encode_file_meta", "read_header"]
+
+#: The elements the store reads: SOPClassUID, SOPInstanceUID, PatientID,
+#: StudyInstanceUID, SeriesInstanceUID.
+HEADER_TAGS = (0x00080016, 0x00080018, 0x00100020, 0x0020000D, 0x0020000E)
+_LAST = 0x0020000E
+#: Sequences nested deeper than this are left to pydicom (which refuses them).
+MAX_DEPTH = 32
+
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+_LONG_VRS = frozenset(
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+
+
+class _Short(Exception):
+    """The buffer ends before the parse does (or the data is not parseable here)."""
+
+
+class _Reader:
+    def __init__(self, data: bytes | bytearray, transfer_syntax: str) -> None:
+        self.data = data
+        self.implicit = transfer_syntax == _IMPLICIT_LE
+        self.endian = ">" if transfer_syntax == _EXPLICIT_BE else "<"
+
+    def element(self, pos: int) -> tuple[int, int, int]:
+        """Return (tag, value offset, value length) of the element at ``pos``."""
+        data, end = self.data, self.endian
+        if pos + 8 > len(data):
+            raise _Short
+        group, elem = struct.unpack_from(end + "HH", data, pos)
+        tag = group << 16 | elem
+        if self.implicit or group == 0xFFFE:
+            (length,) = struct.unpack_from(end + "I", data, pos + 4)
+            return tag, pos + 8, length
+        vr = bytes(data[pos + 4 : pos + 6])
+        if vr in _LONG_VRS:
+            if pos + 12 > len(data):
+                raise _Short
+            (length,) = struct.unpack_from(end + "I", data, pos + 8)
+            return tag, pos + 12, length
+        (length,) = struct.unpack_from(end + "H", data, pos + 6)
+        return tag, pos + 8, length
+
+    def skip_sequence(self, pos: int, depth: int) -> int:
+        """Skip the items of an undefined-length sequence; return the offset after it."""
+        if depth > MAX_DEPTH:
+            raise _Short
+        while True:
+            tag, value, length = self.element(pos)
+            if tag == _SEQ_END:
+                return value
+            if tag != _ITEM:
+                raise _Short
+            if length != _UNDEFINED:
+                pos = value + length
+                continue
+            pos = value
+            while True:  # the elements of an undefined-length item
+                tag, value, length = self.element(pos)
+                if tag == _ITEM_END:
+                    pos = value
+                    break
+                pos = (
+                    self.skip_sequence(value, depth + 1)
+                    if length == _UNDEFINED
+                    else (value + length)
+                )
+
+
+def read_header(
+    data: bytes | bytearray, transfer_syntax: str, *, complete: bool
+) -> dict[int, str] | None:
+    """Return the text of :data:`HEADER_TAGS` found at the top level of ``data``.
+
+    Parameters
+    ----------
+    data : bytes
+        The start of an encoded dataset (no file meta).
+    transfer_syntax : str
+        Its transfer syntax UID.
+    complete : bool
+        Whether ``data`` is the whole dataset (so elements missing from it are
+        absent, not just not received yet).
+
+    Returns
+    -------
+    dict or None
+        Tag -> text (``""`` when absent); ``None`` when this parser cannot tell.
+    """
+    if transfer_syntax in _DEFLATED:
+        return None
+    reader = _Reader(data, transfer_syntax)
+    found = dict.fromkeys(HEADER_TAGS, "")
+    pos = 0
+    try:
+        while pos < len(data):
+            tag, value, length = reader.element(pos)
+            if tag > _LAST:
+                return found
+            if length == _UNDEFINED:
+                pos = reader.skip_sequence(value, 1)
+                continue
+            if value + length > len(data):
+                raise _Short
+            if tag in found:
+                found[tag] = bytes(data[value : value + length]).decode("latin-1")
+                found[tag] = found[tag].rstrip("\x00 ").lstrip(" ")
+            pos = value + length
+    except (_Short, struct.error):
+        return None
+    return found if complete else None
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":
+        return struct.pack("<HH2sHI", 2, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
+
+
+def _even(raw: bytes, pad: bytes) -> bytes:
+    return raw + pad if len(raw) % 2 else raw
+
+
+def encode_file_meta(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    implementation_class_uid: str,
+    implementation_version_name: str,
+) -> bytes:
+    """Return the 128-byte zero preamble, ``DICM`` and the File Meta Information group.
+
+    The same bytes as pydicom's ``write_file_meta_info`` (PS3.10 7.1), with
+    UIDs NUL-padded and the version name space-padded to even lengths.
+    """
+    body = b"".join(
+        (
+            _meta_element(0x0001, b"OB", b"\x00\x01"),
+            _meta_element(0x0002, b"UI", _even(sop_class_uid.encode("ascii"), b"\x00")),
+            _meta_element(0x0003, b"UI", _even(sop_instance_uid.encode("ascii"), b"\x00")),
+            _meta_element(0x0010, b"UI", _even(transfer_syntax_uid.encode("ascii"), b"\x00")),
+            _meta_element(0x0012, b"UI", _even(implementation_class_uid.encode("ascii"), b"\x00")),
+            _meta_element(0x0013, b"SH", _even(implementation_version_name.encode("ascii"), b" ")),
+        )
+    )
+    group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"\x00" * 128 + b"DICM" + group_length + body

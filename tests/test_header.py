@@ -1,0 +1,114 @@
+"""The hot-path header reader and file-meta writer agree with pydicom."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.sequence import Sequence
+from pydicom.uid import UID
+
+from dicommove._header import HEADER_TAGS, MAX_DEPTH, encode_file_meta, read_header
+
+IMPLICIT, EXPLICIT, BIG = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"
+
+
+def dataset(nesting: int = 2, undefined: bool = True) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = "1.2.3.4.5"
+    ds.StudyDate = "20200101"
+    item: Dataset = Dataset()
+    item.ReferencedSOPInstanceUID = "9.9.9"
+    for _ in range(nesting):  # sequences (undefined length) before the keys we want
+        outer = Dataset()
+        outer.ReferencedImageSequence = Sequence([item, Dataset()])
+        item = outer
+    ds.ReferencedStudySequence = Sequence([item])
+    ds.PatientName = "Ünïcode^Name"
+    ds.PatientID = "PID 7"
+    ds.StudyInstanceUID = "1.2.3"
+    ds.SeriesInstanceUID = "1.2.3.4"
+    ds.InstanceNumber = 3
+    ds.BitsAllocated = 16
+    ds.PixelData = b"\x00\x01" * 8
+    if undefined:
+        for elem in ds.iterall():
+            if elem.VR == "SQ":
+                elem.is_undefined_length = True
+                for item_ds in elem.value:
+                    item_ds.is_undefined_length_sequence_item = True
+    return ds
+
+
+def encode(ds: Dataset, ts: str) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian = ts != BIG
+    fp.is_implicit_VR = ts == IMPLICIT
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # big endian is retired
+        write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+@pytest.mark.parametrize("ts", [IMPLICIT, EXPLICIT, BIG])
+@pytest.mark.parametrize("undefined", [True, False])
+def test_reads_the_header_like_pydicom(ts: str, undefined: bool) -> None:
+    raw = encode(dataset(undefined=undefined), ts)
+    header = read_header(raw, ts, complete=True)
+    assert header == {
+        0x00080016: "1.2.840.10008.5.1.4.1.1.2",
+        0x00080018: "1.2.3.4.5",
+        0x00100020: "PID 7",
+        0x0020000D: "1.2.3",
+        0x0020000E: "1.2.3.4",
+    }
+    # the header is known from a prefix alone, once it passes (0020,000E)
+    cut = raw.index(b"1.2.3.4\x00") + 8
+    assert read_header(raw[: cut + 12], ts, complete=False) == header
+
+
+@pytest.mark.parametrize("ts", [IMPLICIT, EXPLICIT])
+def test_truncated_prefix_is_undecided(ts: str) -> None:
+    raw = encode(dataset(), ts)
+    for cut in (0, 7, 40, len(raw) // 3):
+        assert read_header(raw[:cut], ts, complete=False) is None
+
+
+def test_missing_elements_in_a_complete_dataset_are_empty() -> None:
+    ds = Dataset()
+    ds.SOPInstanceUID = "1.2"
+    assert read_header(encode(ds, EXPLICIT), EXPLICIT, complete=True) == {
+        **dict.fromkeys(HEADER_TAGS, ""),
+        0x00080018: "1.2",
+    }
+
+
+def test_deep_nesting_and_deflate_are_left_to_pydicom() -> None:
+    raw = encode(dataset(nesting=MAX_DEPTH + 2), EXPLICIT)
+    assert read_header(raw, EXPLICIT, complete=True) is None
+    assert read_header(b"", "1.2.840.10008.1.2.1.99", complete=True) is None
+
+
+def test_garbage_never_raises_and_never_yields_uids() -> None:
+    empty = dict.fromkeys(HEADER_TAGS, "")
+    for garbage in (b"\xff" * 100, b"\x08\x00\x16\x00UI\xff\xff", b"\x08\x00\x18\x00UI"):
+        assert read_header(garbage, EXPLICIT, complete=True) in (None, empty)
+
+
+def test_file_meta_matches_pydicom() -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.2")
+    meta.MediaStorageSOPInstanceUID = UID("1.2.3.45")
+    meta.TransferSyntaxUID = UID(EXPLICIT)
+    meta.ImplementationClassUID = UID("2.25.1")
+    meta.ImplementationVersionName = "DICOMMOVE_0.1.0"
+    fp = DicomBytesIO()
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    ours = encode_file_meta(
+        "1.2.840.10008.5.1.4.1.1.2", "1.2.3.45", EXPLICIT, "2.25.1", "DICOMMOVE_0.1.0"
+    )
+    assert ours == b"\x00" * 128 + b"DICM" + fp.getvalue()
