@@ -4,15 +4,17 @@
 dataset, skipping sequences, until it passes (0020,000E), and returns the raw
 text of the few elements the store needs. :func:`encode_file_meta` writes the
 File Meta Information group. Both are pure; anything they cannot handle
-(deflate, truncation, nesting deeper than :data:`MAX_DEPTH`) returns ``None``
-so the caller can fall back to pydicom.
+(truncation, nesting deeper than :data:`MAX_DEPTH`) returns ``None`` so the
+caller can fall back to pydicom. Deflated datasets are inflated only as far as
+the header needs, so a deflate bomb costs at most 64 KiB.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 
-__all__ = ["HEADER_TAGS", "MAX_DEPTH", "encode_file_meta", "read_header"]
+__all__ = ["DEFLATED", "HEADER_TAGS", "MAX_DEPTH", "encode_file_meta", "read_header"]
 
 #: The elements the store reads: SOPClassUID, SOPInstanceUID, PatientID,
 #: StudyInstanceUID, SeriesInstanceUID.
@@ -23,7 +25,8 @@ MAX_DEPTH = 32
 
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
-_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+_INFLATE_LIMIT = 1 << 16
 _LONG_VRS = frozenset(
     (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
 )
@@ -106,8 +109,15 @@ def read_header(
     dict or None
         Tag -> text (``""`` when absent); ``None`` when this parser cannot tell.
     """
-    if transfer_syntax in _DEFLATED:
-        return None
+    if transfer_syntax in DEFLATED:
+        # Inflate only a bounded prefix: a deflate bomb never expands in memory.
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            inflated = inflater.decompress(bytes(data), _INFLATE_LIMIT)
+        except zlib.error:
+            return None
+        whole = complete and inflater.eof
+        return read_header(inflated, "1.2.840.10008.1.2.1", complete=whole)
     reader = _Reader(data, transfer_syntax)
     found = dict.fromkeys(HEADER_TAGS, "")
     pos = 0

@@ -38,7 +38,7 @@ from pydicom import dcmread
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from . import _ul
-from ._header import HEADER_TAGS, encode_file_meta, read_header
+from ._header import DEFLATED, HEADER_TAGS, encode_file_meta, read_header
 from ._version import __version__
 from .errors import InputError, LocalSetupError
 
@@ -296,7 +296,9 @@ class Incoming:
         tmp = self._tmp
         whole = self.written - self._meta_length == len(self._head)
         header = read_header(self._head, rec.transfer_syntax_uid, complete=whole)
-        if header is None:  # deflated, or a long header: let pydicom read the file
+        if header is None and rec.transfer_syntax_uid in DEFLATED:
+            return self._refuse("deflated dataset whose header is not in its first 64 KiB")
+        if header is None:  # a long or deeply nested header: let pydicom read the file
             try:
                 ds = dcmread(tmp, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
                 header = {tag: _raw_text(ds, tag) for tag in HEADER_TAGS}

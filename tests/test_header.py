@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -14,6 +15,7 @@ from pydicom.uid import UID
 from dicommove._header import HEADER_TAGS, MAX_DEPTH, encode_file_meta, read_header
 
 IMPLICIT, EXPLICIT, BIG = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"
+DEFLATED_TS = "1.2.840.10008.1.2.1.99"
 
 
 def dataset(nesting: int = 2, undefined: bool = True) -> Dataset:
@@ -87,10 +89,32 @@ def test_missing_elements_in_a_complete_dataset_are_empty() -> None:
     }
 
 
-def test_deep_nesting_and_deflate_are_left_to_pydicom() -> None:
+def test_deep_nesting_is_left_to_pydicom() -> None:
     raw = encode(dataset(nesting=MAX_DEPTH + 2), EXPLICIT)
     assert read_header(raw, EXPLICIT, complete=True) is None
-    assert read_header(b"", "1.2.840.10008.1.2.1.99", complete=True) is None
+
+
+def deflate(raw: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(raw) + packer.flush()
+
+
+def test_deflated_header_is_read_from_a_bounded_prefix() -> None:
+    raw = encode(dataset(), EXPLICIT)
+    assert read_header(deflate(raw), DEFLATED_TS, complete=True) == read_header(
+        raw, EXPLICIT, complete=True
+    )
+    assert read_header(b"not deflate", DEFLATED_TS, complete=True) is None
+
+
+def test_deflate_bomb_is_not_expanded() -> None:
+    # 128 MiB of zeros after the header deflate to ~128 kB; only 64 KiB are inflated
+    ds = dataset()
+    head = encode(ds, EXPLICIT)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    bomb = packer.compress(head) + b"".join(packer.compress(bytes(1 << 20)) for _ in range(128))
+    bomb += packer.flush()
+    assert read_header(bomb, DEFLATED_TS, complete=True) is not None
 
 
 def test_garbage_never_raises_and_never_yields_uids() -> None:
