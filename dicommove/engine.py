@@ -131,11 +131,12 @@ class _RequestState:
 
 
 def _value_list(value: Any) -> list[str]:
+    """Return a value as a list of strings (pydicom's MultiValue included)."""
     if value is None or value == "":
         return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [str(value)]
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [str(value)]
+    return [str(v) for v in value]
 
 
 def _matches(query: Query, rec: Received) -> bool:
@@ -793,7 +794,8 @@ class Session:
 
         ok_recs = [r for r in state.received if r.status in ("received", "duplicate")]
         stored_ok = {r.sop_instance_uid for r in ok_recs}
-        failed_at_pacs = [u for u in state.failed_uids if u not in stored_ok]
+        recorded = {r.sop_instance_uid for r in state.received}  # any status: one row each
+        failed_at_pacs = [u for u in state.failed_uids if u not in recorded]
         for uid in failed_at_pacs:
             yield {
                 **base,

@@ -131,11 +131,19 @@ def compile_layout(layout: str) -> str:
     return template
 
 
+#: Temp files being written by this process, across all stores (guarded by _IN_FLIGHT_LOCK).
+_IN_FLIGHT: set[Path] = set()
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
 def _writer_alive(part: Path) -> bool:
-    """Whether the process that named this temp file (``<pid>-<hex>.part``) still runs."""
+    """Whether the process that named this temp file (``<pid>-<hex>.part``) still writes it."""
     pid_text = part.name.partition("-")[0]
-    if not pid_text.isdigit() or int(pid_text) == os.getpid():
-        return False  # ours are from an earlier, interrupted move of this process
+    if not pid_text.isdigit():
+        return False
+    if int(pid_text) == os.getpid():
+        with _IN_FLIGHT_LOCK:
+            return part in _IN_FLIGHT  # else left by an earlier, interrupted move of ours
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
@@ -214,6 +222,8 @@ class Incoming:
             IMPLEMENTATION_VERSION_NAME,
         )  # a clean zero preamble, never a copied one
         self._tmp = store.temp_dir / f"{os.getpid()}-{os.urandom(8).hex()}.part"
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.add(self._tmp)
         try:
             self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
@@ -257,6 +267,12 @@ class Incoming:
             os.close(fd)
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
+            self._done()
+
+    def _done(self) -> None:
+        if self._tmp is not None:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.discard(self._tmp)
 
     def abort(self, reason: str) -> Received:
         """Give up on this instance: delete the temp file, return a ``failed`` record."""
@@ -321,8 +337,14 @@ class Incoming:
             final = self.store.path_for(rec)
         except ValueError as exc:
             return self._refuse(str(exc))
-        if accept is not None and not accept(rec):
-            return self._refuse(rec.reason or "refused", STATUS_NOT_AUTHORIZED)
+        if accept is not None:
+            try:
+                accepted = accept(rec)
+            except Exception as exc:  # a failing callback must not lose the association
+                logger.exception("accept callback failed for %s", rec.sop_instance_uid)
+                return self._refuse(f"internal error while routing: {exc}")
+            if not accepted:
+                return self._refuse(rec.reason or "refused", STATUS_NOT_AUTHORIZED)
         rec.size = self.written
         try:
             self.store.commit(rec, tmp, final)
@@ -331,6 +353,7 @@ class Incoming:
             self._fail(exc)
         finally:
             tmp.unlink(missing_ok=True)
+            self._done()
         return rec
 
     def _refuse(self, reason: str, code: int = STATUS_CANNOT_UNDERSTAND) -> Received:
