@@ -32,6 +32,8 @@ from peers import pytest_runtest_makereport as pytest_runtest_makereport
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dicommove.testing import DemoPACS
+
 #: Fixtures that start a peer: tests using them are marked ``peers`` automatically.
 PEER_FIXTURES = frozenset({"orthanc", "dcmqrscp", "storage_scp"})
 
@@ -124,3 +126,33 @@ def storage_scp(tmp_path: Path, peer_ports: dict[str, int]) -> Iterator[StoreScp
     ensure_peers_or_skip("storescp", "echoscu")
     with StoreScp(tmp_path / "storage", ae_title="STORAGE", port=peer_ports["STORAGE"]) as scp:
         yield scp
+
+
+# -- the demo PACS, for test modules that set DEMO_COHORT ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_cohort(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> pd.DataFrame:
+    """A synthetic cohort of the module's ``DEMO_COHORT`` sizes (make_cohort keywords)."""
+    from dicommove.testing import make_cohort
+
+    sizes = getattr(request.module, "DEMO_COHORT", {})
+    return make_cohort(tmp_path_factory.mktemp("demo") / "src", **sizes)
+
+
+@pytest.fixture(scope="module")
+def store_port() -> int:
+    """A free loopback port for our store SCP, registered on the demo PACS as STORE-SCP."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def demo_pacs(demo_cohort: pd.DataFrame, store_port: int) -> Iterator[DemoPACS]:
+    """The demo PACS serving ``demo_cohort``, knowing STORE-SCP at ``store_port``."""
+    from dicommove.testing import DemoPACS
+
+    root = Path(demo_cohort["path"].iloc[0]).parents[3]
+    with DemoPACS(root, destinations={"STORE-SCP": ("127.0.0.1", store_port)}) as pacs:
+        yield pacs

@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from peers import free_port
 from pydicom.dataset import Dataset
 
 from dicommove import cli
 from dicommove.manifest import read_csv
-from dicommove.testing import DemoPACS, make_cohort
+from dicommove.testing import DemoPACS
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return make_cohort(
-        tmp_path_factory.mktemp("cli") / "src", patients=1, studies=2, series=2, instances=2
-    )
-
-
-@pytest.fixture(scope="module")
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def pacs(cohort: pd.DataFrame, port: int) -> Iterator[DemoPACS]:
-    root = Path(cohort["path"].iloc[0]).parents[3]
-    with DemoPACS(root, destinations={"STORE-SCP": ("127.0.0.1", port)}) as p:
-        yield p
+DEMO_COHORT = dict(patients=1, studies=2, series=2, instances=2)
 
 
 def run(*args: str) -> int:
@@ -47,23 +23,23 @@ def run(*args: str) -> int:
 
 
 def test_seed_example_study(
-    pacs: DemoPACS,
-    cohort: pd.DataFrame,
-    port: int,
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    study = cohort["StudyInstanceUID"].iloc[0]
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         "-q",
         "QueryRetrieveLevel=STUDY",
         "-q",
         f"StudyInstanceUID={study}",
         "--move-destination=STORE-SCP",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path),
         "--no-progress",
@@ -77,16 +53,16 @@ def test_seed_example_study(
 
 
 def test_seed_example_series_and_called_ae_default(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    row = cohort.iloc[0]
-    # host:port without AE: the called AE is ANY-SCP, and --called-ae-title overrides it
-    addr = f"{pacs.node.host}:{pacs.node.port}"
+    row = demo_cohort.iloc[0]
+    # host:store_port without AE: the called AE is ANY-SCP, and --called-ae-title overrides it
+    addr = f"{demo_pacs.node.host}:{demo_pacs.node.port}"
     code = run(
         "move",
         addr,
         "--called-ae-title",
-        pacs.node.ae_title,
+        demo_pacs.node.ae_title,
         "-q",
         "QueryRetrieveLevel=SERIES",
         "-q",
@@ -95,7 +71,7 @@ def test_seed_example_series_and_called_ae_default(
         f"SeriesInstanceUID={row.SeriesInstanceUID}",
         "--move-destination=STORE-SCP",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path),
         "--no-progress",
@@ -106,9 +82,9 @@ def test_seed_example_series_and_called_ae_default(
 
 
 def test_image_level_with_query_file_and_dataset_file(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    row = cohort.iloc[1]
+    row = demo_cohort.iloc[1]
     base = Dataset()
     base.QueryRetrieveLevel = "SERIES"  # overridden by the query file
     base.StudyInstanceUID = row.StudyInstanceUID
@@ -121,14 +97,14 @@ def test_image_level_with_query_file_and_dataset_file(
     manifest = tmp_path / "m.csv"
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         str(query_dcm),
         "--query-file",
         str(query_txt),
         "-q",
         f"00080018={row.SOPInstanceUID}",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path / "out"),
         "--manifest",
@@ -142,33 +118,35 @@ def test_image_level_with_query_file_and_dataset_file(
     assert Path(df["path"][0]) == (tmp_path / "out" / f"{row.SOPInstanceUID}.dcm").absolute()
 
 
-def test_patient_root(pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path) -> None:
+def test_patient_root(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         "-P",
         "-q",
-        f"PatientID={cohort['PatientID'].iloc[0]}",
+        f"PatientID={demo_cohort['PatientID'].iloc[0]}",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path),
         "--no-progress",
     )
     assert code == cli.EXIT_OK
-    assert len(read_csv(tmp_path / cli.MANIFEST_NAME)) == len(cohort)
+    assert len(read_csv(tmp_path / cli.MANIFEST_NAME)) == len(demo_cohort)
 
 
 def test_not_found_exit_code_and_report(
-    pacs: DemoPACS, port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_pacs: DemoPACS, store_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         "-q",
         "StudyInstanceUID=1.2.3.4",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path),
         "--no-progress",
@@ -179,35 +157,40 @@ def test_not_found_exit_code_and_report(
     assert read_csv(tmp_path / cli.MANIFEST_NAME)["status"].tolist() == ["not_found"]
 
 
-def test_partial_exit_code(pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path) -> None:
-    study = cohort["StudyInstanceUID"].iloc[0]
-    victim = cohort[cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].iloc[0]
-    pacs.faults.fail_instances = {victim}
+def test_partial_exit_code(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    victim = demo_cohort[demo_cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].iloc[0]
+    demo_pacs.faults.fail_instances = {victim}
     try:
         code = run(
             "move",
-            str(pacs.node),
+            str(demo_pacs.node),
             "-q",
             f"StudyInstanceUID={study}",
             "-p",
-            str(port),
+            str(store_port),
             "-o",
             str(tmp_path),
             "--no-progress",
         )
     finally:
-        pacs.faults.clear()
+        demo_pacs.faults.clear()
     assert code == cli.EXIT_PARTIAL
 
 
 def test_unknown_destination_exit_code(
-    pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         "-q",
-        f"StudyInstanceUID={cohort['StudyInstanceUID'].iloc[0]}",
+        f"StudyInstanceUID={demo_cohort['StudyInstanceUID'].iloc[0]}",
         "--calling-ae-title",
         "NOBODY",
         "-p",
@@ -242,7 +225,7 @@ def test_connection_refused_exit_code(tmp_path: Path, capsys: pytest.CaptureFixt
         ["move", "PACS@127.0.0.1:104", "-q", "AccessionNumber=1"],
         ["move", "PACS@127.0.0.1:104", "-q", "StudyInstanceUId=1.2.3"],
         ["move", "PACS@127.0.0.1:104"],
-        ["move", "no-port", "-q", "StudyInstanceUID=1.2"],
+        ["move", "no-store_port", "-q", "StudyInstanceUID=1.2"],
         ["move", "PACS@127.0.0.1:104", "-q", "StudyInstanceUID=1.2", "--max-pdu-length", "10"],
         ["echo", "PACS@127.0.0.1:0"],
     ],
@@ -261,31 +244,31 @@ def test_did_you_mean(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 
 
 def test_no_strict_sends_with_a_warning(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    study = cohort["StudyInstanceUID"].iloc[0]
-    before = len(pacs.move_requests)
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    before = len(demo_pacs.move_requests)
     with pytest.warns(UserWarning, match="AccessionNumber"):
         code = run(
             "move",
-            str(pacs.node),
+            str(demo_pacs.node),
             "-q",
             f"StudyInstanceUID={study}",
             "-q",
             "AccessionNumber=A1",
             "--no-strict",
             "-p",
-            str(port),
+            str(store_port),
             "-o",
             str(tmp_path),
             "--no-progress",
         )
     assert code == cli.EXIT_OK
-    assert "AccessionNumber" in pacs.move_requests[before]
+    assert "AccessionNumber" in demo_pacs.move_requests[before]
 
 
-def test_echo(pacs: DemoPACS, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("echo", str(pacs.node)) == cli.EXIT_OK
+def test_echo(demo_pacs: DemoPACS, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("echo", str(demo_pacs.node)) == cli.EXIT_OK
     assert "success" in capsys.readouterr().out
 
 
@@ -360,12 +343,12 @@ def test_python_dash_m(tmp_path: Path) -> None:
 
 
 def test_layout_template_and_bad_template(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    row = cohort.iloc[0]
+    row = demo_cohort.iloc[0]
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         "-q",
         f"StudyInstanceUID={row.StudyInstanceUID}",
         "-q",
@@ -373,7 +356,7 @@ def test_layout_template_and_bad_template(
         "--layout",
         "{SeriesInstanceUID}/{SOPInstanceUID}.dcm",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path),
         "--no-progress",
@@ -382,13 +365,13 @@ def test_layout_template_and_bad_template(
     assert sorted(p.parent.name for p in tmp_path.rglob("*.dcm")) == [row.SeriesInstanceUID] * 2
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         "-q",
         f"StudyInstanceUID={row.StudyInstanceUID}",
         "--layout",
         "../{SOPInstanceUID}.dcm",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path),
     )
@@ -396,22 +379,22 @@ def test_layout_template_and_bad_template(
 
 
 def test_allow_host_excludes_the_pacs(
-    pacs: DemoPACS,
-    cohort: pd.DataFrame,
-    port: int,
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The demo PACS connects from 127.0.0.1: allowing only 127.0.0.9 refuses its stores."""
     code = run(
         "move",
-        str(pacs.node),
+        str(demo_pacs.node),
         "-q",
-        f"StudyInstanceUID={cohort['StudyInstanceUID'].iloc[0]}",
+        f"StudyInstanceUID={demo_cohort['StudyInstanceUID'].iloc[0]}",
         "--allow-host",
         "127.0.0.9",
         "-p",
-        str(port),
+        str(store_port),
         "-o",
         str(tmp_path),
         "--no-progress",

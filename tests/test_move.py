@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from peers import dataset_bytes
+from peers import dataset_bytes, free_port
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, evt
 
@@ -25,62 +25,39 @@ from dicommove import (
     Session,
 )
 from dicommove.manifest import COLUMNS
-from dicommove.testing import DemoPACS, make_cohort
+from dicommove.testing import DemoPACS
 
 AE_TITLE = "STORE-SCP"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 VERIFICATION = "1.2.840.10008.1.1"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return make_cohort(
-        tmp_path_factory.mktemp("demo") / "src", patients=2, studies=2, series=2, instances=3
-    )
-
-
-@pytest.fixture(scope="module")
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def pacs(cohort: pd.DataFrame, port: int) -> Iterator[DemoPACS]:
-    root = Path(cohort["path"].iloc[0]).parents[3]
-    with DemoPACS(root, destinations={AE_TITLE: ("127.0.0.1", port)}) as p:
-        yield p
+DEMO_COHORT = dict(patients=2, studies=2, series=2, instances=3)
 
 
 @pytest.fixture(autouse=True)
-def _no_faults(pacs: DemoPACS) -> Iterator[None]:
+def _no_faults(demo_pacs: DemoPACS) -> Iterator[None]:
     yield
-    pacs.faults.clear()
+    demo_pacs.faults.clear()
 
 
-def run(pacs: DemoPACS, what: Any, out: Path, port: int, **kw: Any) -> pd.DataFrame:
+def run(demo_pacs: DemoPACS, what: Any, out: Path, store_port: int, **kw: Any) -> pd.DataFrame:
     kw.setdefault("progress", False)
-    return dicommove.move(pacs.node, what, out=out, port=port, **kw)
+    return dicommove.move(demo_pacs.node, what, out=out, port=store_port, **kw)
 
 
 def test_study_list_arrives_complete_and_byte_identical(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    studies = sorted(cohort["StudyInstanceUID"].unique())
-    df = run(pacs, studies, tmp_path, port)
+    studies = sorted(demo_cohort["StudyInstanceUID"].unique())
+    df = run(demo_pacs, studies, tmp_path, store_port)
     assert list(df.columns) == list(COLUMNS)
     assert (df["status"] == "received").all()
-    assert sorted(df["SOPInstanceUID"]) == sorted(cohort["SOPInstanceUID"])
+    assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
     # every request index points back at the input list
     by_request = df.groupby("request")["StudyInstanceUID"].unique()
     for i, study in enumerate(studies):
         assert list(by_request[i]) == [study]
-    source = cohort.set_index("SOPInstanceUID")["path"]
+    source = demo_cohort.set_index("SOPInstanceUID")["path"]
     for row in df.itertuples():
         assert Path(str(row.path)).is_relative_to(tmp_path)
         assert dataset_bytes(str(row.path)) == dataset_bytes(source[row.SOPInstanceUID])
@@ -92,78 +69,86 @@ def test_study_list_arrives_complete_and_byte_identical(
 
 
 def test_series_level_query(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    row = cohort.iloc[0]
-    df = run(pacs, Query.series(row.StudyInstanceUID, row.SeriesInstanceUID), tmp_path, port)
-    expected = cohort[cohort["SeriesInstanceUID"] == row.SeriesInstanceUID]
+    row = demo_cohort.iloc[0]
+    df = run(
+        demo_pacs, Query.series(row.StudyInstanceUID, row.SeriesInstanceUID), tmp_path, store_port
+    )
+    expected = demo_cohort[demo_cohort["SeriesInstanceUID"] == row.SeriesInstanceUID]
     assert sorted(df["SOPInstanceUID"]) == sorted(expected["SOPInstanceUID"])
 
 
 def test_image_level_into_local_store(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
     """The dicom-movescu limitation we remove: IMAGE-level moves to our own store SCP."""
-    a, b = cohort.iloc[0], cohort.iloc[1]
+    a, b = demo_cohort.iloc[0], demo_cohort.iloc[1]
     q = Query.image(a.StudyInstanceUID, a.SeriesInstanceUID, a.SOPInstanceUID, b.SOPInstanceUID)
-    df = run(pacs, q, tmp_path, port)
+    df = run(demo_pacs, q, tmp_path, store_port)
     assert sorted(df["SOPInstanceUID"]) == sorted([a.SOPInstanceUID, b.SOPInstanceUID])
     assert (df["status"] == "received").all()
 
 
-def test_patient_root(pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path) -> None:
-    pid = cohort["PatientID"].iloc[0]
-    df = run(pacs, pid, tmp_path, port, model="patient")
-    expected = cohort[cohort["PatientID"] == pid]
+def test_patient_root(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    pid = demo_cohort["PatientID"].iloc[0]
+    df = run(demo_pacs, pid, tmp_path, store_port, model="patient")
+    expected = demo_cohort[demo_cohort["PatientID"] == pid]
     assert sorted(df["SOPInstanceUID"]) == sorted(expected["SOPInstanceUID"])
     assert (df["PatientID"] == pid).all()
 
 
 def test_dataframe_rows_map_back_to_index(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    rows = cohort.iloc[[0, 4, 7]].set_index(pd.Index(["a", "b", "c"]))
-    df = run(pacs, rows, tmp_path, port)  # SOPInstanceUID column: IMAGE level per row
+    rows = demo_cohort.iloc[[0, 4, 7]].set_index(pd.Index(["a", "b", "c"]))
+    df = run(demo_pacs, rows, tmp_path, store_port)  # SOPInstanceUID column: IMAGE level per row
     assert df.set_index("request")["SOPInstanceUID"].to_dict() == rows["SOPInstanceUID"].to_dict()
 
 
-def test_flat_layout(pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path) -> None:
-    study = cohort["StudyInstanceUID"].iloc[0]
-    df = run(pacs, study, tmp_path, port, layout="flat")
+def test_flat_layout(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    df = run(demo_pacs, study, tmp_path, store_port, layout="flat")
     assert {Path(p).parent for p in df["path"]} == {tmp_path.absolute()}
 
 
-def test_not_found_is_a_row_and_raises(pacs: DemoPACS, port: int, tmp_path: Path) -> None:
+def test_not_found_is_a_row_and_raises(
+    demo_pacs: DemoPACS, store_port: int, tmp_path: Path
+) -> None:
     with pytest.raises(MoveIncomplete) as info:
-        run(pacs, "1.2.3.999", tmp_path, port)
+        run(demo_pacs, "1.2.3.999", tmp_path, store_port)
     df = info.value.manifest
     assert df is not None
     assert df["status"].tolist() == ["not_found"]
     assert df["StudyInstanceUID"].tolist() == ["1.2.3.999"]
-    again = run(pacs, "1.2.3.999", tmp_path, port, errors="ignore")
+    again = run(demo_pacs, "1.2.3.999", tmp_path, store_port, errors="ignore")
     assert again["status"].tolist() == ["not_found"]
 
 
 def test_partial_failure_with_failed_uid_list(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    study = cohort["StudyInstanceUID"].iloc[0]
-    in_study = cohort[cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].tolist()
-    pacs.faults.fail_instances = {in_study[0]}
-    df = run(pacs, study, tmp_path, port, errors="ignore")
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    in_study = demo_cohort[demo_cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].tolist()
+    demo_pacs.faults.fail_instances = {in_study[0]}
+    df = run(demo_pacs, study, tmp_path, store_port, errors="ignore")
     assert df.loc[df["SOPInstanceUID"] == in_study[0], "status"].tolist() == ["failed"]
     assert (df["status"] == "received").sum() == len(in_study) - 1
     assert set(df["move_status"].dropna()) == {0xB000}
 
 
 def test_success_with_fewer_instances_is_missing(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    study = cohort["StudyInstanceUID"].iloc[0]
-    in_study = cohort[cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].tolist()
-    pacs.faults.drop_instances = {in_study[1]}
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    in_study = demo_cohort[demo_cohort["StudyInstanceUID"] == study]["SOPInstanceUID"].tolist()
+    demo_pacs.faults.drop_instances = {in_study[1]}
     with pytest.raises(MoveIncomplete) as info:
-        run(pacs, study, tmp_path, port)
+        run(demo_pacs, study, tmp_path, store_port)
     df = info.value.manifest
     assert df is not None
     missing = df[df["status"] == "missing"]
@@ -174,31 +159,35 @@ def test_success_with_fewer_instances_is_missing(
 
 @pytest.mark.parametrize("code", [0xA701, 0xA702, 0xA900, 0xC123])
 def test_failure_statuses_become_rows(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path, code: int
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path, code: int
 ) -> None:
-    pacs.faults.move_status = code
-    pacs.faults.error_comment = "synthetic failure"
-    study = cohort["StudyInstanceUID"].iloc[0]
-    df = run(pacs, study, tmp_path, port, errors="ignore")
+    demo_pacs.faults.move_status = code
+    demo_pacs.faults.error_comment = "synthetic failure"
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    df = run(demo_pacs, study, tmp_path, store_port, errors="ignore")
     failed = df[df["status"] == "failed"]
     assert len(failed) >= 1
     assert f"0x{code:04X}" in str(failed["reason"].iloc[-1])
     assert "synthetic failure" in str(failed["reason"].iloc[-1])
 
 
-def test_unknown_destination(pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path) -> None:
-    study = cohort["StudyInstanceUID"].iloc[0]
+def test_unknown_destination(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
     with pytest.raises(
         MoveDestinationUnknown, match=r"Register AE NOBODY at 127\.0\.0\.1:"
     ) as info:
-        dicommove.move(pacs.node, study, out=tmp_path, ae_title="NOBODY", port=0, progress=False)
+        dicommove.move(
+            demo_pacs.node, study, out=tmp_path, ae_title="NOBODY", port=0, progress=False
+        )
     assert info.value.status == 0xA801
     assert info.value.manifest is not None
     assert info.value.manifest["status"].tolist() == ["failed"]
 
 
 def test_foreign_destination_has_counts(
-    pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
 ) -> None:
     received: list[str] = []
 
@@ -212,10 +201,10 @@ def test_foreign_destination_has_counts(
         ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
     try:
-        pacs.add_destination("OTHER", "127.0.0.1", int(server.server_address[1]))
-        study = cohort["StudyInstanceUID"].iloc[0]
+        demo_pacs.add_destination("OTHER", "127.0.0.1", int(server.server_address[1]))
+        study = demo_cohort["StudyInstanceUID"].iloc[0]
         df = dicommove.move(
-            pacs.node, study, out=tmp_path, move_destination="OTHER", progress=False
+            demo_pacs.node, study, out=tmp_path, move_destination="OTHER", progress=False
         )
     finally:
         server.shutdown()
@@ -226,40 +215,45 @@ def test_foreign_destination_has_counts(
     assert not list(tmp_path.rglob("*.dcm"))
 
 
-def test_invalid_query_sends_nothing(pacs: DemoPACS, port: int, tmp_path: Path) -> None:
-    before = len(pacs.move_requests)
+def test_invalid_query_sends_nothing(demo_pacs: DemoPACS, store_port: int, tmp_path: Path) -> None:
+    before = len(demo_pacs.move_requests)
     with pytest.raises(QueryError, match="not a unique key"):
-        run(pacs, {"StudyInstanceUID": "1.2.3", "AccessionNumber": "A1"}, tmp_path, port)
-    assert len(pacs.move_requests) == before
+        run(demo_pacs, {"StudyInstanceUID": "1.2.3", "AccessionNumber": "A1"}, tmp_path, store_port)
+    assert len(demo_pacs.move_requests) == before
 
 
 def test_store_port_in_use_fails_before_any_move(
-    pacs: DemoPACS, cohort: pd.DataFrame, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
 ) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = int(busy.getsockname()[1])
-        before = len(pacs.move_requests)
+        before = len(demo_pacs.move_requests)
         with pytest.raises(LocalSetupError, match="in use"):
-            run(pacs, cohort["StudyInstanceUID"].iloc[0], tmp_path, taken)
-    assert len(pacs.move_requests) == before
+            run(demo_pacs, demo_cohort["StudyInstanceUID"].iloc[0], tmp_path, taken)
+    assert len(demo_pacs.move_requests) == before
 
 
 def test_unwritable_output_fails_before_any_move(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
     (tmp_path / "file").write_text("x")
-    before = len(pacs.move_requests)
+    before = len(demo_pacs.move_requests)
     with pytest.raises(LocalSetupError, match="output directory"):
-        run(pacs, cohort["StudyInstanceUID"].iloc[0], tmp_path / "file" / "out", port)
-    assert len(pacs.move_requests) == before
+        run(
+            demo_pacs,
+            demo_cohort["StudyInstanceUID"].iloc[0],
+            tmp_path / "file" / "out",
+            store_port,
+        )
+    assert len(demo_pacs.move_requests) == before
 
 
 def test_connection_refused(tmp_path: Path) -> None:
-    port = free_port()
-    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}.*Connection refused") as info:
-        dicommove.move(f"PACS@127.0.0.1:{port}", "1.2.3", out=tmp_path, port=0, progress=False)
+    pacs_port = free_port()
+    with pytest.raises(ConnectError, match=f"127.0.0.1:{pacs_port}.*Connection refused") as info:
+        dicommove.move(f"PACS@127.0.0.1:{pacs_port}", "1.2.3", out=tmp_path, port=0, progress=False)
     manifest = info.value.manifest
     assert manifest is not None
     assert manifest["status"].tolist() == ["failed"]
@@ -281,55 +275,57 @@ def test_association_rejected_names_the_fix(tmp_path: Path) -> None:
         server.shutdown()
 
 
-def test_echo(pacs: DemoPACS) -> None:
-    dicommove.echo(pacs.node)
+def test_echo(demo_pacs: DemoPACS) -> None:
+    dicommove.echo(demo_pacs.node)
 
 
 def test_session_reuse_and_close(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    studies = sorted(cohort["StudyInstanceUID"].unique())
-    with Session(pacs.node, out=tmp_path, port=port) as s:
+    studies = sorted(demo_cohort["StudyInstanceUID"].unique())
+    with Session(demo_pacs.node, out=tmp_path, port=store_port) as s:
         a = s.move(studies[:1], progress=False)
         b = s.move(studies[1:2], progress=False)
     assert set(a["StudyInstanceUID"]) == {studies[0]}
     assert set(b["StudyInstanceUID"]) == {studies[1]}
     with pytest.raises(dicommove.DicomMoveError, match="closed"):
         s.move(studies[:1], progress=False)
-    # the store port is free again once the move returned (as a server binds it)
+    # the store store_port is free again once the move returned (as a server binds it)
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", port))
+        probe.bind(("127.0.0.1", store_port))
         probe.listen()
 
 
 def test_message_ids_are_unique_per_session(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    studies = sorted(cohort["StudyInstanceUID"].unique())
-    before = len(pacs.move_requests)
-    with Session(pacs.node, out=tmp_path, port=port) as s:
+    studies = sorted(demo_cohort["StudyInstanceUID"].unique())
+    before = len(demo_pacs.move_requests)
+    with Session(demo_pacs.node, out=tmp_path, port=store_port) as s:
         s.move(studies, progress=False)
         s.move(studies, progress=False)
-    ids = pacs.move_message_ids[before:]
+    ids = demo_pacs.move_message_ids[before:]
     assert len(ids) == 2 * len(studies)
     assert len(set(ids)) == len(ids)
 
 
-def test_identifier_sent_is_exactly_the_query(pacs: DemoPACS, port: int, tmp_path: Path) -> None:
-    before = len(pacs.move_requests)
-    run(pacs, Query.study("1.2.3.4", "1.2.3.5"), tmp_path, port, errors="ignore")
-    identifier = pacs.move_requests[before]
+def test_identifier_sent_is_exactly_the_query(
+    demo_pacs: DemoPACS, store_port: int, tmp_path: Path
+) -> None:
+    before = len(demo_pacs.move_requests)
+    run(demo_pacs, Query.study("1.2.3.4", "1.2.3.5"), tmp_path, store_port, errors="ignore")
+    identifier = demo_pacs.move_requests[before]
     assert isinstance(identifier, Dataset)
     assert {e.keyword for e in identifier} == {"QueryRetrieveLevel", "StudyInstanceUID"}
     assert list(identifier.StudyInstanceUID) == ["1.2.3.4", "1.2.3.5"]
 
 
 def test_every_uid_of_a_list_is_accounted_for(
-    pacs: DemoPACS, cohort: pd.DataFrame, port: int, tmp_path: Path
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
-    present = cohort["StudyInstanceUID"].iloc[0]
-    df = run(pacs, Query.study(present, "1.2.3.404"), tmp_path, port, errors="ignore")
+    present = demo_cohort["StudyInstanceUID"].iloc[0]
+    df = run(demo_pacs, Query.study(present, "1.2.3.404"), tmp_path, store_port, errors="ignore")
     by_status = df.groupby("status", observed=True)["StudyInstanceUID"].unique()
     assert list(by_status["received"]) == [present]
     assert list(by_status["not_found"]) == ["1.2.3.404"]
