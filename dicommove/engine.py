@@ -489,6 +489,9 @@ class Session:
                     raise self._fatal
         except DicomMoveError as exc:
             failure = exc
+        except BaseException:  # Ctrl-C: stop the PACS sending, free the port, re-raise
+            self._drop_association()
+            raise
         finally:
             if scp is not None:
                 scp.stop()
