@@ -19,9 +19,10 @@ Exit codes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,16 +247,31 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int) -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: int) -> Iterator[None]:
+    """Show the dicommove (and with -vv pynetdicom) log on stderr while a command runs.
+
+    The loggers are put back afterwards, so that ``main()`` called in-process (tests,
+    notebooks) leaves no handler behind.
+    """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
+    saved = []
     for name in ("dicommove", "pynetdicom"):
         log = logging.getLogger(name)
+        saved.append((log, log.level, log.propagate))
         log.addHandler(handler)
         log.propagate = False
         # Our errors explain what pynetdicom logs; show its chatter only with -vv.
         log.setLevel(level if name == "dicommove" or verbose >= 2 else logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, old_level, old_propagate in saved:
+            log.removeHandler(handler)
+            log.setLevel(old_level)
+            log.propagate = old_propagate
 
 
 def _pacs_address(args: argparse.Namespace) -> Any:
@@ -395,7 +411,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
     from .errors import (
         DicomMoveError,
         InputError,
@@ -407,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands = {"move": _cmd_move, "echo": _cmd_echo, "demo": _cmd_demo}
     try:
-        return commands[args.command](args)
+        with _logging_to_stderr(args.verbose):
+            return commands[args.command](args)
     except KeyboardInterrupt:
         print("dicommove: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
