@@ -349,10 +349,8 @@ class Incoming:
         try:
             self.store.commit(rec, tmp, final)
         except OSError as exc:
-            self._fd = None
-            self._fail(exc)
+            self._fail(exc)  # removes the temp file
         finally:
-            tmp.unlink(missing_ok=True)
             self._done()
         return rec
 
@@ -398,6 +396,7 @@ class InstanceStore:
         self.fsync = fsync
         self._lock = threading.Lock()
         self._seen: dict[str, Path] = {}  # SOPInstanceUID -> final path, in this move
+        self._dirs: set[Path] = set()  # directories known to exist
 
     @property
     def temp_dir(self) -> Path:
@@ -434,9 +433,10 @@ class InstanceStore:
             ) from exc
 
     def begin(self) -> None:
-        """Start a new move: forget which instances were seen."""
+        """Start a new move: forget which instances and directories were seen."""
         with self._lock:
             self._seen.clear()
+            self._dirs.clear()
 
     def path_for(self, rec: Received) -> Path:
         """Return the final path of an instance, built from its validated UIDs only.
@@ -524,6 +524,7 @@ class InstanceStore:
                 earlier_run = False
             if existing is not None:
                 if filecmp.cmp(tmp, existing, shallow=False):
+                    tmp.unlink()
                     rec.path = str(existing)
                     if not earlier_run:
                         rec.status, rec.reason = "duplicate", "received again with identical bytes"
@@ -539,8 +540,14 @@ class InstanceStore:
                 )
                 logger.warning("conflicting copy of %s kept at %s", rec.sop_instance_uid, keep)
                 return
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+            if final.parent not in self._dirs:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self._dirs.add(final.parent)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # its directory was removed during the move
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
             self._seen[rec.sop_instance_uid] = final
             rec.path = str(final)
             rec.received_at = datetime.now(timezone.utc)
@@ -729,6 +736,7 @@ class _Association:
         self.buffer = bytearray(1 << 18)
         self.incoming: Incoming | None = None
         self.message = (0, 0)  # (message ID, presentation context) of the C-STORE in progress
+        self.current_timeout: float | None = None
 
     # -- reading -------------------------------------------------------------
     def recv_into(self, view: memoryview, deadline: float | None = None) -> None:
@@ -739,7 +747,7 @@ class _Association:
                 timeout = min(timeout, deadline - time.monotonic())
                 if timeout <= 0:
                     raise _Closed("association set-up took too long")
-            self.conn.settimeout(timeout)
+            self.timeout(timeout)
             try:
                 n = self.conn.recv_into(view)
             except TimeoutError:
@@ -755,8 +763,14 @@ class _Association:
         self.recv_into(memoryview(data), deadline)
         return bytes(data)
 
+    def timeout(self, seconds: float) -> None:
+        """Set the socket timeout (a system call, so only when it changes)."""
+        if seconds != self.current_timeout:
+            self.conn.settimeout(seconds)
+            self.current_timeout = seconds
+
     def send(self, data: bytes) -> None:
-        self.conn.settimeout(self.scp.network_timeout)
+        self.timeout(self.scp.network_timeout)
         try:
             self.conn.sendall(data)
         except OSError as exc:
