@@ -423,9 +423,9 @@ class InstanceStore:
                     continue  # another live process is receiving into this directory
                 stale.unlink(missing_ok=True)
                 logger.info("removed stale temp file %s", stale)
-            probe = self.temp_dir / f"probe-{uuid.uuid4().hex}.part"
+            probe = self.temp_dir / f"{os.getpid()}-probe-{uuid.uuid4().hex}.part"
             probe.write_bytes(b"")
-            probe.unlink()
+            probe.unlink(missing_ok=True)  # a concurrent prepare() may have removed it
         except OSError as exc:
             raise LocalSetupError(
                 f"cannot write to the output directory {self.root}: {exc.strerror or exc}. "
