@@ -19,7 +19,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
+
+from dicommove.testing.peers import wait_for
 
 __all__ = [
     "RECEIVER_AE",
@@ -79,14 +80,7 @@ def new_uid() -> str:
 
 def wait_until(predicate: Callable[[], _T], timeout: float, what: str) -> _T:
     """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not reached within {timeout:g} s")
-        time.sleep(0.01)
+    return wait_for(predicate, timeout, what=what)
 
 
 def is_failure(status: int | None) -> bool:
