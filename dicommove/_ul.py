@@ -243,3 +243,108 @@ def encode_command_pdata(context_id: int, command: bytes) -> bytes:
     """Wrap a whole command set in one P-DATA-TF PDU (last command fragment)."""
     pdv = struct.pack(">IBB", len(command) + 2, context_id, 0x03) + command
     return _pdu(PDU_P_DATA, pdv)
+
+
+# -- the requestor side --------------------------------------------------------------------
+
+C_FIND_RQ = 0x0020
+C_MOVE_RQ = 0x0021
+C_CANCEL_RQ = 0x0FFF
+DATASET_PRESENT = 0x0001
+
+
+def encode_associate_rq(
+    *,
+    called_ae: str,
+    calling_ae: str,
+    contexts: list[PresentationContext],
+    max_pdu: int,
+    implementation_class_uid: str,
+    implementation_version_name: str,
+) -> bytes:
+    """Encode an A-ASSOCIATE-RQ proposing ``contexts`` (PS3.8 9.3.2)."""
+    items = [_item(0x10, APPLICATION_CONTEXT.encode())]
+    for cx in contexts:
+        sub = _item(0x30, cx.abstract_syntax.encode())
+        sub += b"".join(_item(0x40, ts.encode()) for ts in cx.transfer_syntaxes)
+        items.append(_item(0x20, struct.pack(">BBBB", cx.context_id, 0, 0, 0) + sub))
+    user = (
+        _item(0x51, struct.pack(">I", max_pdu))
+        + _item(0x52, implementation_class_uid.encode())
+        + _item(0x55, implementation_version_name.encode())
+    )
+    items.append(_item(0x50, user))
+    fixed = struct.pack(">HH", 1, 0) + _ae(called_ae) + _ae(calling_ae) + bytes(32)
+    return _pdu(PDU_ASSOCIATE_RQ, fixed + b"".join(items))
+
+
+def decode_associate_ac(body: bytes) -> tuple[int, dict[int, tuple[int, str]]]:
+    """Decode an A-ASSOCIATE-AC body: the peer's max PDU and ``{context id: (result, syntax)}``.
+
+    Raises
+    ------
+    ProtocolError
+        If the PDU is malformed.
+    """
+    if len(body) < 68:
+        raise ProtocolError("A-ASSOCIATE-AC shorter than its fixed fields")
+    max_pdu = 0
+    results: dict[int, tuple[int, str]] = {}
+    for item_type, value in _items(body, 68, len(body)):
+        if item_type == 0x21:
+            if len(value) < 4:
+                raise ProtocolError("truncated presentation context item")
+            syntax = ""
+            for sub_type, sub in _items(value, 4, len(value)):
+                if sub_type == 0x40:
+                    syntax = _uid(sub)
+            results[value[0]] = (value[2], syntax)
+        elif item_type == 0x50:
+            for sub_type, sub in _items(value, 0, len(value)):
+                if sub_type == 0x51 and len(sub) == 4:
+                    (max_pdu,) = struct.unpack(">I", sub)
+    return max_pdu, results
+
+
+def encode_release_rq() -> bytes:
+    """Encode an A-RELEASE-RQ."""
+    return _pdu(PDU_RELEASE_RQ, bytes(4))
+
+
+def encode_request(
+    command_field: int,
+    message_id: int,
+    *,
+    sop_class: str = "",
+    has_dataset: bool = False,
+    move_destination: str = "",
+    responding_to: int | None = None,
+) -> bytes:
+    """Encode a C-ECHO, C-FIND, C-MOVE or C-CANCEL request command set."""
+    body = _element(0x0002, _ui(sop_class)) if sop_class else b""
+    body += _element(0x0100, struct.pack("<H", command_field))
+    if responding_to is None:
+        body += _element(0x0110, struct.pack("<H", message_id))
+    else:
+        body += _element(0x0120, struct.pack("<H", responding_to))
+    if move_destination:
+        body += _element(0x0600, _ae(move_destination).rstrip(b" ").ljust(16, b" "))
+    if command_field in (C_FIND_RQ, C_MOVE_RQ):
+        body += _element(0x0700, struct.pack("<H", 0))  # priority: medium
+    dataset_type = DATASET_PRESENT if has_dataset else NO_DATASET
+    body += _element(0x0800, struct.pack("<H", dataset_type))
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def encode_pdata(context_id: int, data: bytes, *, command: bool, max_pdu: int) -> list[bytes]:
+    """Split a command set or dataset into P-DATA-TF PDUs no longer than ``max_pdu``."""
+    room = max(max_pdu - 6, 1) if max_pdu else len(data) or 1
+    pdus = []
+    for start in range(0, max(len(data), 1), room):
+        chunk = data[start : start + room]
+        last = start + room >= len(data)
+        control = (0x01 if command else 0x00) | (0x02 if last else 0x00)
+        pdus.append(
+            _pdu(PDU_P_DATA, struct.pack(">IBB", len(chunk) + 2, context_id, control) + chunk)
+        )
+    return pdus

@@ -6,13 +6,17 @@ ID, unique within the session, so every instance that arrives can be routed
 back to its request through MoveOriginatorMessageID; when a PACS leaves that
 out, the request's unique keys decide.
 
-pynetdicom reports failures as values (an empty status dataset on timeout or
-abort); this module turns them into typed exceptions and manifest rows.
+The association with the PACS is our own (:mod:`dicommove._scu` on the
+:mod:`dicommove._ul` codec): responses are read only as far as needed, the
+status and sub-operation counts straight from the command set. Failures become
+typed exceptions and manifest rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import itertools
 import logging
 import os
@@ -23,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._pynetdicom import reactor_reads_nothing
+from . import _ul
+from ._scu import Aborted, Rejected, Requestor
 from .errors import (
     AssociationAborted,
     AssociationRejected,
@@ -90,6 +95,47 @@ STATUS_TEXT: dict[int, str] = {
     0x0210: "failed: duplicate invocation (Message ID already in use)",
     0x0211: "failed: unrecognized operation",
 }
+
+
+VERIFICATION = "1.2.840.10008.1.1"
+_SOP_NAMES = {
+    VERIFICATION: "Verification (C-ECHO)",
+    STUDY_ROOT_MOVE: "Study Root C-MOVE",
+    PATIENT_ROOT_MOVE: "Patient Root C-MOVE",
+}
+#: A-ASSOCIATE-RJ (source, reason) -> meaning (PS3.8 9.3.4).
+_REJECT_REASONS = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognized",
+    (1, 7): "called AE title not recognized",
+    (2, 1): "no reason given",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
+
+
+def _encode_identifier(identifier: Any, transfer_syntax: str) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = transfer_syntax == "1.2.840.10008.1.2"
+    write_dataset(fp, identifier)
+    return fp.getvalue()
+
+
+def _decode_identifier(data: bytes, transfer_syntax: str) -> Any:
+    from pydicom.filereader import read_dataset
+
+    try:
+        return read_dataset(io.BytesIO(data), transfer_syntax == "1.2.840.10008.1.2", True)
+    except Exception:  # an undecodable identifier carries no failed-UID list
+        from pydicom.dataset import Dataset
+
+        return Dataset()
 
 
 def describe_status(code: int | None) -> str:
@@ -260,8 +306,7 @@ class Session:
         compile_layout(layout)  # an unsafe layout is refused before any traffic
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
-        self._ae: Any = None
-        self._assoc: Any = None
+        self._assoc: Requestor | None = None
         self._closed = False
         self._route_lock = threading.Lock()
         self._active: dict[int, _RequestState] = {}
@@ -282,11 +327,8 @@ class Session:
         """Release the association. The session cannot be used afterwards."""
         self._closed = True
         assoc, self._assoc = self._assoc, None
-        if assoc is not None and assoc.is_established:
+        if assoc is not None:
             assoc.release()
-        if self._ae is not None:
-            self._ae.shutdown()
-            self._ae = None
 
     @property
     def local_destination(self) -> bool:
@@ -307,67 +349,52 @@ class Session:
             return (next(self._ids) - 1) % 0xFFFF + 1
 
     # -- associations ------------------------------------------------------
-    def _application_entity(self) -> Any:
+    def _check_open(self) -> None:
         if self._closed:
             raise DicomMoveError("this session is closed: open a new Session")
-        if self._ae is None:
-            from pynetdicom import AE
 
-            ae = AE(ae_title=self.ae_title)
-            ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
-            ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-            ae.connection_timeout = self.connect_timeout
-            ae.acse_timeout = self.acse_timeout
-            ae.network_timeout = self.network_timeout
-            ae.dimse_timeout = self.dimse_timeout
-            ae.maximum_pdu_size = self.max_pdu
-            ae.add_requested_context("1.2.840.10008.1.1")  # Verification
-            for uid in (*_MOVE_MODELS.values(), *_FIND_MODELS.values()):
-                ae.add_requested_context(uid)
-            self._ae = ae
-        return self._ae
-
-    def _associate(self) -> Any:
+    def _associate(self) -> Requestor:
         """Return an established association, opening one if needed."""
-        if self._assoc is not None and self._assoc.is_established:
+        self._check_open()
+        if self._assoc is not None and self._assoc.established:
             return self._assoc
-        from pynetdicom import evt
-
-        ae = self._application_entity()
-        replies: list[Any] = []
-
-        def on_acse(event: Any) -> None:
-            replies.append(event.primitive)
-
+        self._assoc = None
         pacs = self.pacs
         logger.debug("requesting association %s -> %s", self.ae_title, pacs)
-        assoc = ae.associate(
-            pacs.host,
-            pacs.port,
-            ae_title=pacs.ae_title,
-            max_pdu=self.max_pdu,
-            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
-        )
-        if assoc.is_established:
-            reactor_reads_nothing(assoc)
-            self._assoc = assoc
-            return assoc
-        if assoc.is_rejected:
-            rsp = next((p for p in replies if getattr(p, "result", None) in (1, 2)), None)
-            raise self._rejected(rsp)
-        self._diagnose_connect()
-        raise AssociationAborted(
-            f"{pacs} accepted the TCP connection but did not establish an association "
-            f"within {self.acse_timeout:g} s (aborted or no reply). Check that {pacs.host}:"
-            f"{pacs.port} is a DICOM port and that the PACS accepts calling AE "
-            f"{self.ae_title!r}."
-        )
+        try:
+            assoc = Requestor.connect(
+                pacs.host,
+                pacs.port,
+                calling_ae=self.ae_title,
+                called_ae=pacs.ae_title,
+                abstract_syntaxes=[VERIFICATION, *_MOVE_MODELS.values(), *_FIND_MODELS.values()],
+                max_pdu=self.max_pdu,
+                connect_timeout=self.connect_timeout,
+                acse_timeout=self.acse_timeout,
+                timeout=self.dimse_timeout,
+                implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+                implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            )
+        except Rejected as rj:
+            raise self._rejected(rj) from None
+        except Aborted as exc:
+            raise AssociationAborted(
+                f"{pacs} accepted the TCP connection but did not establish an association "
+                f"({exc}). Check that {pacs.host}:{pacs.port} is a DICOM port and that the "
+                f"PACS accepts calling AE {self.ae_title!r}."
+            ) from None
+        except OSError as exc:
+            why = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc) or "timed out"
+            raise ConnectError(
+                f"cannot connect to {pacs.host}:{pacs.port}: {why}. Check the address, "
+                "that the PACS is running, and that no firewall blocks the port."
+            ) from exc
+        self._assoc = assoc
+        return assoc
 
-    def _rejected(self, rsp: Any) -> AssociationRejected:
+    def _rejected(self, rj: Rejected) -> AssociationRejected:
         pacs = self.pacs
-        if rsp is None:
-            return AssociationRejected(f"{pacs} rejected the association")
-        result, source, reason = int(rsp.result), int(rsp.result_source), int(rsp.diagnostic)
+        result, source, reason = rj.result, rj.source, rj.reason
         hint = "check the PACS configuration"
         if source == 1 and reason == 3:
             hint = f"register our calling AE title {self.ae_title!r} on the PACS"
@@ -378,26 +405,23 @@ class Session:
             )
         elif result == 2:
             hint = "the PACS is busy (transient): try again later or with fewer workers"
+        kind = "permanent" if result == 1 else "transient"
+        why = _REJECT_REASONS.get((source, reason), f"source {source}, reason {reason}")
         return AssociationRejected(
-            f"{pacs} rejected the association ({rsp.result_str}, {rsp.source_str}: "
-            f"{rsp.reason_str}): {hint}",
+            f"{pacs} rejected the association ({kind}: {why}): {hint}",
             result=result,
             source=source,
             reason=reason,
         )
 
-    def _diagnose_connect(self) -> None:
-        """Raise ConnectError if a plain TCP connection to the PACS fails."""
-        pacs = self.pacs
-        try:
-            with socket.create_connection((pacs.host, pacs.port), timeout=self.connect_timeout):
-                pass
-        except OSError as exc:
-            why = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc) or "timed out"
-            raise ConnectError(
-                f"cannot connect to {pacs.host}:{pacs.port}: {why}. Check the address, "
-                "that the PACS is running, and that no firewall blocks the port."
-            ) from exc
+    def _context(self, assoc: Requestor, sop_class: str) -> tuple[int, str]:
+        found = assoc.contexts.get(sop_class)
+        if found is None:
+            raise AssociationAborted(
+                f"{self.pacs} does not support {_SOP_NAMES.get(sop_class, sop_class)}: "
+                "check the model (-S/-P) and the PACS's services"
+            )
+        return found
 
     def echo(self) -> None:
         """Send a C-ECHO to the PACS.
@@ -408,24 +432,27 @@ class Session:
             If no association could be made or the C-ECHO got no success reply.
         """
         assoc = self._associate()
-        status = assoc.send_c_echo()
-        code = int(status.Status) if status and "Status" in status else None
+        cx_id, _ = self._context(assoc, VERIFICATION)
+        message_id = self._next_message_id()
+        try:
+            assoc.send(cx_id, _ul.encode_request(_ul.C_ECHO_RQ, message_id, sop_class=VERIFICATION))
+            code = assoc.receive().status
+        except Aborted as exc:
+            self._drop_association()
+            raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {exc}") from None
         if code != SUCCESS:
             self._drop_association()
             raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {describe_status(code)}")
 
     def _drop_association(self) -> None:
         assoc, self._assoc = self._assoc, None
-        if assoc is not None and not assoc.is_released:
+        if assoc is not None:
             assoc.abort()
 
     def _store_address(self) -> str:
         host = self.bind
         if not host and self._assoc is not None:
-            try:
-                host = self._assoc.dul.socket.socket.getsockname()[0]
-            except (AttributeError, OSError):
-                host = ""
+            host = self._assoc.local_address
         return f"{host or '<this machine>'}:{self.port}"
 
     # -- moving ------------------------------------------------------------
@@ -473,7 +500,7 @@ class Session:
         if errors not in ("raise", "ignore"):
             raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
         requests = to_requests(what, model=self.model, strict=strict)
-        self._application_entity()  # refuses a closed session before any work
+        self._check_open()  # refuses a closed session before any work
         states = [_RequestState(r, self._next_message_id()) for r in requests]
         scp = self._start_store() if self.local_destination else None
         self._unrequested = []
@@ -610,62 +637,62 @@ class Session:
         """Send a C-CANCEL for one active C-MOVE (from any thread)."""
         assoc = self._assoc
         sop_class = _MOVE_MODELS[state.request.query.information_model]
-        if assoc is None or not assoc.is_established:
+        if assoc is None or not assoc.established or sop_class not in assoc.contexts:
             return
-        for cx in assoc.accepted_contexts:
-            if cx.abstract_syntax == sop_class:
-                logger.warning("sending C-CANCEL for message %d", state.message_id)
-                assoc.send_c_cancel(state.message_id, cx.context_id)
-                return
+        logger.warning("sending C-CANCEL for message %d", state.message_id)
+        cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=state.message_id)
+        with contextlib.suppress(Aborted):
+            assoc.send(assoc.contexts[sop_class][0], cancel)
 
     def _run(self, state: _RequestState) -> None:
         """Send one C-MOVE and record its responses."""
         assoc = self._associate()
         query = state.request.query
-        identifier = query.to_dataset()
         sop_class = _MOVE_MODELS[query.information_model]
+        cx_id, syntax = self._context(assoc, sop_class)
+        identifier = _encode_identifier(query.to_dataset(), syntax)
         logger.info("C-MOVE %s (message %d) -> %s", query, state.message_id, self.move_destination)
         with self._route_lock:
             self._active[state.message_id] = state
             self._started.append(state)
+        command = _ul.encode_request(
+            _ul.C_MOVE_RQ,
+            state.message_id,
+            sop_class=sop_class,
+            has_dataset=True,
+            move_destination=self.move_destination,
+        )
         try:
-            for status, ident in self._responses(assoc, identifier, sop_class, state.message_id):
-                if status is None:
-                    state.aborted = (
-                        "the association was aborted or the PACS sent no response within "
-                        f"{self.dimse_timeout:g} s"
-                    )
-                    self._drop_association()
-                    break
-                code = int(status.Status)
-                state.completed = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
-                state.failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
-                state.warning = int(status.get("NumberOfWarningSuboperations", 0) or 0)
-                remaining = status.get("NumberOfRemainingSuboperations")
-                state.remaining = int(remaining) if remaining is not None else None
+            assoc.send(cx_id, command, identifier)
+            while True:
+                rsp = assoc.receive()
+                code = rsp.status
+                if code is None:
+                    raise Aborted("a response without a status")
+                state.completed = rsp.us(0x1021) or 0
+                state.failed = rsp.us(0x1022) or 0
+                state.warning = rsp.us(0x1023) or 0
+                state.remaining = rsp.us(0x1020)
                 if code in PENDING:
                     self._update_total()
                     continue
                 state.final_status = code
-                state.error_comment = str(status.get("ErrorComment", "") or "")
-                failed_list = status.get("FailedSOPInstanceUIDList")
-                if failed_list is None and ident is not None:
-                    failed_list = ident.get("FailedSOPInstanceUIDList")
-                state.failed_uids = [u for u in _value_list(failed_list) if u]
+                state.error_comment = rsp.text(0x0902)
+                if rsp.dataset:
+                    failed = _decode_identifier(rsp.dataset, syntax).get("FailedSOPInstanceUIDList")
+                    state.failed_uids = [u for u in _value_list(failed) if u]
+                break
+        except Aborted as exc:
+            state.aborted = (
+                f"the association was aborted or the PACS sent no response within "
+                f"{self.dimse_timeout:g} s ({exc})"
+            )
+            self._drop_association()
         finally:
             with self._route_lock:
                 self._active.pop(state.message_id, None)
         self._update_total()
         self._check_destination(state)
-
-    def _responses(
-        self, assoc: Any, identifier: Any, sop_class: str, message_id: int
-    ) -> Iterator[tuple[Any, Any]]:
-        """Yield (status, identifier); status is None for an empty status dataset."""
-        for status, ident in assoc.send_c_move(
-            identifier, self.move_destination, sop_class, msg_id=message_id
-        ):
-            yield (status if status is not None and "Status" in status else None), ident
 
     def _update_total(self) -> None:
         # Instances announced by the requests sent so far (or arrived, if more).
@@ -723,20 +750,26 @@ class Session:
         except DicomMoveError:
             return None
         sop_class = _FIND_MODELS[query.information_model]
-        if not any(cx.abstract_syntax == sop_class for cx in assoc.accepted_contexts):
+        if sop_class not in assoc.contexts:
             return None
+        cx_id, syntax = assoc.contexts[sop_class]
+        command = _ul.encode_request(
+            _ul.C_FIND_RQ, self._next_message_id(), sop_class=sop_class, has_dataset=True
+        )
         matches = 0
-        for status, _ in assoc.send_c_find(
-            query.to_dataset(), sop_class, msg_id=self._next_message_id()
-        ):
-            if not status or "Status" not in status:
-                self._drop_association()
-                return None
-            code = int(status.Status)
-            if code in PENDING:
-                matches += 1
-            elif code != SUCCESS:
-                return None
+        try:
+            assoc.send(cx_id, command, _encode_identifier(query.to_dataset(), syntax))
+            while True:
+                code = assoc.receive().status
+                if code in PENDING:
+                    matches += 1
+                    continue
+                if code != SUCCESS:
+                    return None
+                break
+        except Aborted:
+            self._drop_association()
+            return None
         logger.debug("C-FIND %s: %d matches", query, matches)
         return matches
 

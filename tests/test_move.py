@@ -330,3 +330,23 @@ def test_every_uid_of_a_list_is_accounted_for(
     assert list(by_status["received"]) == [present]
     assert list(by_status["not_found"]) == ["1.2.3.404"]
     assert (df["request"] == 0).all()
+
+
+def test_a_port_that_is_not_dicom_is_an_association_error(tmp_path: Path) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def hang_up() -> None:
+            conn, _ = server.accept()
+            conn.recv(6)
+            conn.close()
+
+        import threading
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        with pytest.raises(dicommove.AssociationAborted, match="did not establish an association"):
+            dicommove.echo(f"PACS@127.0.0.1:{port}", acse_timeout=5)
+        thread.join()

@@ -98,3 +98,69 @@ def test_pdata_wraps_one_last_command_fragment() -> None:
     assert pdu[0] == _ul.PDU_P_DATA
     length, pdv_length, cx, control = struct.unpack(">xxIIBB", pdu[:12])
     assert (length, pdv_length, cx, control) == (10, 6, 5, 0x03)
+
+
+def test_associate_rq_we_send_is_what_pynetdicom_reads() -> None:
+    cx = _ul.PresentationContext(1, CT, [EXPLICIT, IMPLICIT])
+    raw = _ul.encode_associate_rq(
+        called_ae="ORTHANC",
+        calling_ae="STORE-SCP",
+        contexts=[cx],
+        max_pdu=65536,
+        implementation_class_uid="1.2.3",
+        implementation_version_name="TEST",
+    )
+    pdu = A_ASSOCIATE_RQ()
+    pdu.decode(raw)
+    primitive = pdu.to_primitive()
+    assert (primitive.called_ae_title, primitive.calling_ae_title) == ("ORTHANC", "STORE-SCP")
+    (context,) = primitive.presentation_context_definition_list
+    assert (context.context_id, context.abstract_syntax) == (1, CT)
+    assert context.transfer_syntax == [EXPLICIT, IMPLICIT]
+    assert primitive.maximum_length_received == 65536
+
+
+def test_associate_ac_round_trip() -> None:
+    rq = _ul.decode_associate_rq(pynetdicom_rq()[6:])
+    rq.contexts[0].result, rq.contexts[0].transfer_syntax = _ul.ACCEPTED, IMPLICIT
+    raw = _ul.encode_associate_ac(
+        rq, max_pdu=4096, implementation_class_uid="1.2", implementation_version_name="X"
+    )
+    max_pdu, results = _ul.decode_associate_ac(raw[6:])
+    assert max_pdu == 4096
+    assert results[1] == (_ul.ACCEPTED, IMPLICIT)
+    assert results[3][0] == _ul.ABSTRACT_SYNTAX_NOT_SUPPORTED
+
+
+def test_move_request_command_decodes_as_pynetdicom_would() -> None:
+    from pynetdicom.dsutils import decode
+
+    raw = _ul.encode_request(
+        _ul.C_MOVE_RQ,
+        9,
+        sop_class="1.2.840.10008.5.1.4.1.2.2.2",
+        has_dataset=True,
+        move_destination="STORE-SCP",
+    )
+    ds = decode(__import__("io").BytesIO(raw), True, True)
+    assert ds.CommandField == 0x0021
+    assert ds.MessageID == 9
+    assert ds.MoveDestination == "STORE-SCP"
+    assert ds.CommandDataSetType != 0x0101
+    assert ds.CommandGroupLength == len(raw) - 12
+    cancel = _ul.decode_command(_ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=9))
+    assert _ul.command_us(cancel, 0x0120) == 9
+    assert _ul.command_us(cancel, 0x0800) == _ul.NO_DATASET
+
+
+@pytest.mark.parametrize(
+    ("size", "max_pdu", "pdus"),
+    [(0, 100, 1), (94, 100, 1), (95, 100, 2), (1000, 0, 1), (1000, 106, 10)],
+)
+def test_pdata_fragments_respect_the_peer_maximum(size: int, max_pdu: int, pdus: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    out = _ul.encode_pdata(3, data[:size], command=False, max_pdu=max_pdu)
+    assert len(out) == pdus
+    assert all(max_pdu == 0 or len(p) - 6 <= max_pdu for p in out)
+    assert b"".join(p[12:] for p in out) == data[:size]
+    assert [p[11] & 0x02 for p in out] == [0] * (pdus - 1) + [0x02]
