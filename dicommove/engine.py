@@ -230,11 +230,16 @@ class Session:
     max_pdu : int
         Maximum PDU length we receive, on both our associations (default
         262144); 0 means unlimited.
-    connect_timeout, acse_timeout, network_timeout : float
-        Seconds to wait for the TCP connection, for association replies, and
-        for any network activity.
+    connect_timeout : float
+        Seconds to wait for the TCP connection to the PACS.
+    acse_timeout : float
+        Seconds to wait for the PACS's association reply; also the time a store
+        association has to complete its request.
+    network_timeout : float
+        Seconds of silence after which a store association is aborted.
     dimse_timeout : float
-        Seconds to wait for each C-MOVE response (pending or final).
+        Seconds to wait for each response from the PACS (C-MOVE pending or
+        final, C-FIND, C-ECHO).
     allowed_aes : collection of str, optional
         Extra calling AE titles our Store SCP accepts besides the PACS's own.
     allowed_hosts : collection of str, optional
