@@ -74,6 +74,7 @@ class Requestor:
         self.peer_max_pdu = peer_max_pdu
         self.timeout = timeout
         self._send_lock = threading.Lock()
+        self._pending: list[tuple[int, int, bytes]] = []  # PDVs read but not yet consumed
         self.established = True
 
     @classmethod
@@ -183,15 +184,19 @@ class Requestor:
         context_id = 0
         try:
             while True:
-                pdu_type, body = _read_pdu(self.sock)
-                if pdu_type == _ul.PDU_ABORT:
-                    raise Aborted("the PACS aborted the association")
-                if pdu_type == _ul.PDU_RELEASE_RQ:
-                    self._send_raw(_ul.RELEASE_RP)
-                    raise Aborted("the PACS released the association during a request")
-                if pdu_type != _ul.PDU_P_DATA:
-                    raise Aborted(f"unexpected PDU type 0x{pdu_type:02X}")
-                for context_id, control, data in _pdvs(body):
+                if not self._pending:
+                    pdu_type, body = _read_pdu(self.sock)
+                    if pdu_type == _ul.PDU_ABORT:
+                        raise Aborted("the PACS aborted the association")
+                    if pdu_type == _ul.PDU_RELEASE_RQ:
+                        self._send_raw(_ul.RELEASE_RP)
+                        raise Aborted("the PACS released the association during a request")
+                    if pdu_type != _ul.PDU_P_DATA:
+                        raise Aborted(f"unexpected PDU type 0x{pdu_type:02X}")
+                    self._pending = _pdvs(body)
+                while self._pending:
+                    # PDVs after a complete message stay pending for the next call
+                    context_id, control, data = self._pending.pop(0)
                     if control & 0x01:
                         command += data
                         if control & 0x02:
