@@ -400,6 +400,23 @@ class _Server:
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ae_title = ""
+        self._port = 0
+
+    @property
+    def ae_title(self) -> str:
+        """The peer's DICOM AE title."""
+        return self._ae_title
+
+    @property
+    def port(self) -> int:
+        """The DICOM port (0 until started)."""
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``AE@127.0.0.1:port``, as dicommove takes it."""
+        return f"{self._ae_title}@{LOOPBACK}:{self._port}"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -570,7 +587,6 @@ class Orthanc(_Server):
         self._ae_title = ae_title
         self._modalities = _check_modalities(modalities)
         self._pdu = pdu
-        self._port = 0
         self._http_port = 0
         self._system_name = ""
         # Talk to 127.0.0.1 directly, whatever http_proxy says.
@@ -579,24 +595,9 @@ class Orthanc(_Server):
     # -- properties ------------------------------------------------------------------------
 
     @property
-    def ae_title(self) -> str:
-        """Orthanc's DICOM AE title."""
-        return self._ae_title
-
-    @property
-    def port(self) -> int:
-        """The DICOM port."""
-        return self._port
-
-    @property
     def http_port(self) -> int:
         """The REST API port."""
         return self._http_port
-
-    @property
-    def address(self) -> str:
-        """``AE@127.0.0.1:port``, as dicommove takes it."""
-        return f"{self._ae_title}@{LOOPBACK}:{self._port}"
 
     @property
     def url(self) -> str:
@@ -772,22 +773,6 @@ class DcmQrScp(_Server):
         self._ae_title = ae_title
         self._modalities = _check_modalities(modalities)
         self._pdu = pdu
-        self._port = 0
-
-    @property
-    def ae_title(self) -> str:
-        """The AE title of dcmqrscp (its one storage area)."""
-        return self._ae_title
-
-    @property
-    def port(self) -> int:
-        """The DICOM port."""
-        return self._port
-
-    @property
-    def address(self) -> str:
-        """``AE@127.0.0.1:port``, as dicommove takes it."""
-        return f"{self._ae_title}@{LOOPBACK}:{self._port}"
 
     @property
     def config_path(self) -> Path:
@@ -899,21 +884,6 @@ class StoreScp(_Server):
         self._ae_title = ae_title
         self._fixed_port = port
         self._port = port or 0
-
-    @property
-    def ae_title(self) -> str:
-        """The AE title storescp answers as."""
-        return self._ae_title
-
-    @property
-    def port(self) -> int:
-        """The DICOM port."""
-        return self._port
-
-    @property
-    def address(self) -> str:
-        """``AE@127.0.0.1:port``."""
-        return f"{self._ae_title}@{LOOPBACK}:{self._port}"
 
     @property
     def out_dir(self) -> Path:
