@@ -563,7 +563,26 @@ class _Server:
 # Orthanc
 
 
-class Orthanc(_Server):
+class _Pacs(_Server):
+    """A Q/R peer: an AE title, the move destinations it knows, its maximum PDU."""
+
+    default_ae_title = ""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        ae_title: str | None = None,
+        modalities: Mapping[str, tuple[str, int]] = _NO_MODALITIES,
+        pdu: int = 16384,
+    ) -> None:
+        super().__init__(workdir)
+        self._ae_title = ae_title or self.default_ae_title
+        self._modalities = _check_modalities(modalities)
+        self._pdu = pdu
+
+
+class Orthanc(_Pacs):
     """A private Orthanc on free ports, storage in ``workdir``.
 
     C-MOVE destinations must be known to Orthanc: pass them as ``modalities``
@@ -575,18 +594,17 @@ class Orthanc(_Server):
 
     name = "orthanc"
 
+    default_ae_title = "ORTHANC"
+
     def __init__(
         self,
         workdir: Path,
         *,
-        ae_title: str = "ORTHANC",
+        ae_title: str | None = None,
         modalities: Mapping[str, tuple[str, int]] = _NO_MODALITIES,
         pdu: int = 16384,
     ) -> None:
-        super().__init__(workdir)
-        self._ae_title = ae_title
-        self._modalities = _check_modalities(modalities)
-        self._pdu = pdu
+        super().__init__(workdir, ae_title=ae_title, modalities=modalities, pdu=pdu)
         self._http_port = 0
         self._system_name = ""
         # Talk to 127.0.0.1 directly, whatever http_proxy says.
@@ -749,7 +767,7 @@ class Orthanc(_Server):
 # dcmqrscp
 
 
-class DcmQrScp(_Server):
+class DcmQrScp(_Pacs):
     """DCMTK's dcmqrscp as a PACS on a free port, storage in ``workdir/db``.
 
     C-MOVE destinations come from its ``HostTable``, read only at start: pass them as
@@ -761,18 +779,7 @@ class DcmQrScp(_Server):
     name = "dcmqrscp"
     startup_timeout = 30.0
 
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        ae_title: str = "DCMQRSCP",
-        modalities: Mapping[str, tuple[str, int]] = _NO_MODALITIES,
-        pdu: int = 16384,
-    ) -> None:
-        super().__init__(workdir)
-        self._ae_title = ae_title
-        self._modalities = _check_modalities(modalities)
-        self._pdu = pdu
+    default_ae_title = "DCMQRSCP"
 
     @property
     def config_path(self) -> Path:
