@@ -317,6 +317,7 @@ class Session:
         self._active: dict[int, _RequestState] = {}
         self._unrequested: list[Received] = []
         self._started: list[_RequestState] = []
+        self._finished_total = 0
         self._routes: dict[int, _RequestState | None] = {}
         self._fatal: DicomMoveError | None = None
         self._progress: Progress = NullProgress()
@@ -510,6 +511,7 @@ class Session:
         scp = self._start_store() if self.local_destination else None
         self._unrequested = []
         self._started = []
+        self._finished_total = 0
         self._fatal = None
         failure: DicomMoveError | None = None
         try:
@@ -696,13 +698,16 @@ class Session:
         finally:
             with self._route_lock:
                 self._active.pop(state.message_id, None)
+                self._finished_total += max(state.expected, len(state.received))
         self._update_total()
         self._check_destination(state)
 
     def _update_total(self) -> None:
-        # Instances announced by the requests sent so far (or arrived, if more).
+        # Instances announced by the requests sent so far (or arrived, if more): the
+        # finished ones are summed once, in _run, so a long cohort stays linear.
         with self._route_lock:
-            total = sum(max(s.expected, len(s.received)) for s in self._started)
+            active = sum(max(s.expected, len(s.received)) for s in self._active.values())
+            total = self._finished_total + active
         self._progress.set_total(total)
 
     def _check_destination(self, state: _RequestState) -> None:
