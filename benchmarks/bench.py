@@ -14,7 +14,9 @@ StudyInstanceUIDs in one identifier) into each receiver, ``--reps`` times, inter
 * ``dcmtk_movescu``: DCMTK ``movescu --port N -od DIR`` (its own Storage SCP);
 * ``dcmtk_storescp``: DCMTK ``movescu`` to a separately running ``storescp`` (only movescu is
   timed; it is the reference the ratios are given against);
-* ``pynetdicom_movescu``: ``python -m pynetdicom movescu --store``.
+* ``pynetdicom_movescu``: ``python -m pynetdicom movescu --store``;
+* ``null_storescp``: the ceiling, DCMTK ``movescu`` to ``storescp --ignore``, a receiver that
+  answers every C-STORE and writes nothing: how fast the PACS can send at all.
 
 Every run is verified (file count, SOPInstanceUID set, total dataset bytes, a sample of whole
 datasets); a run that lost anything is a failure, reported and left out of the statistics, and
@@ -92,7 +94,10 @@ RECEIVERS = (
     "dcmtk_movescu",
     "dcmtk_storescp",
     "pynetdicom_movescu",
+    "null_storescp",
 )
+#: Not a receiver but a ceiling: stores nothing, so it is checked by the count of C-STOREs.
+CEILING = "null_storescp"
 REFERENCE = "dcmtk_storescp"
 #: The "best settings" of dicommove, as Session options (see --best and docs/performance.md).
 BEST_OPTIONS = "fsync=False"
@@ -312,7 +317,7 @@ class Receiver:
     """One way of receiving a C-MOVE: its own destination AE title and port."""
 
     name: str
-    kind: str  # dicommove | dcmtk_movescu | dcmtk_storescp | pynetdicom_movescu
+    kind: str  # dicommove | dcmtk_movescu | dcmtk_storescp | pynetdicom_movescu | null_storescp
     ae: str
     port: int = 0
     options: dict[str, Any] = field(default_factory=dict)
@@ -341,6 +346,8 @@ def make_receivers(args: argparse.Namespace) -> list[Receiver]:
             receivers.append(Receiver(name, name, "STORESCP"))
         elif name == "pynetdicom_movescu":
             receivers.append(Receiver(name, name, "PYNETDICOM"))
+        elif name == "null_storescp":
+            receivers.append(Receiver(name, name, "NULLSCP"))
     for i, (variant, options) in enumerate(args.variant, start=1):
         receivers.append(Receiver(f"dicommove[{variant}]", "dicommove", f"DMV-V{i}", 0, options))
     for rec in receivers:
@@ -432,8 +439,13 @@ def one_run(
                 argv = movescu_argv(pacs, rec.ae, ds)
                 argv[1:1] = ["--port", str(rec.port), "-od", str(out)]
                 result = run_timed(argv, timeout=timeout, env=env, cwd=run_dir, log=logf)
-            elif rec.kind == "dcmtk_storescp":
-                scp = StoreScp(run_dir / "storescp", ae_title=rec.ae, port=rec.port).start()
+            elif rec.kind in ("dcmtk_storescp", "null_storescp"):
+                scp = StoreScp(
+                    run_dir / "storescp",
+                    ae_title=rec.ae,
+                    port=rec.port,
+                    ignore=rec.kind == "null_storescp",
+                ).start()
                 out = scp.out_dir
                 result = run_timed(
                     movescu_argv(pacs, rec.ae, ds), timeout=timeout, env=env, cwd=run_dir, log=logf
@@ -479,7 +491,10 @@ def one_run(
         finally:
             if scp is not None:
                 scp.stop()
-    check = verify_received(out, ds.expected, sample=sample, seed=rep)
+    if rec.kind == "null_storescp" and scp is not None:
+        check = verify_count(scp.stores_logged(), ds.expected.count)
+    else:
+        check = verify_received(out, ds.expected, sample=sample, seed=rep)
     problems = list(check.pop("problems"))
     if error:
         problems.insert(0, error)
@@ -506,6 +521,16 @@ def one_run(
         **extra,
     }
     return row
+
+
+def verify_count(message_ids: list[int], expected: int) -> dict[str, Any]:
+    """Check the ceiling receiver, which writes nothing: one C-STORE per expected instance."""
+    problems = []
+    if len(message_ids) != expected:
+        problems.append(f"{len(message_ids)} C-STORE requests logged, {expected} expected")
+    if len(set(message_ids)) != len(message_ids):
+        problems.append("a C-STORE Message ID was logged twice")
+    return {"ok": not problems, "files": 0, "stores": len(message_ids), "problems": problems}
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,6 +722,12 @@ def summarize(
                 == (ds.name, p, REFERENCE, True)
             ]
             ref_median = statistics.median(ref) if ref else None
+            ceiling = [
+                r["seconds"]
+                for r in runs
+                if (r["dataset"], r["pacs"], r["receiver"], r["ok"]) == (ds.name, p, CEILING, True)
+            ]
+            ceiling_median = statistics.median(ceiling) if ceiling else None
             for rec in receivers:
                 mine = [
                     r
@@ -723,6 +754,9 @@ def summarize(
                         "cpu_s": [r["cpu_s"] for r in good],
                         "speed_vs_" + REFERENCE: (ref_median / med)
                         if (ref_median and med)
+                        else None,
+                        "speed_vs_" + CEILING: (ceiling_median / med)
+                        if (ceiling_median and med)
                         else None,
                         "dicommove_split": {
                             k: [r[k] for r in good if k in r]
@@ -776,16 +810,17 @@ def markdown(
                 f"{ds.expected.file_bytes / 1e6:.0f} MB",
                 "",
                 "| receiver | inst/s | MB/s | seconds | peak RSS MiB | CPU s "
-                f"| vs {REFERENCE} | ok |",
-                "|---|---|---|---|---|---|---|---|",
+                f"| vs {REFERENCE} | vs ceiling | ok |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for s in rows:
-                ratio = s["speed_vs_" + REFERENCE]
+                ratios = [s["speed_vs_" + REFERENCE], s["speed_vs_" + CEILING]]
+                shown = ["n/a" if r is None else f"{r:.2f}x" for r in ratios]
                 lines.append(
                     f"| {s['receiver']} | {fmt_stat(s['instances_per_s'])} | "
                     f"{fmt_stat(s['MB_per_s'], 1)} | {fmt_stat(s['seconds'], 2)} | "
                     f"{fmt_stat(s['peak_rss_MiB'])} | {fmt_stat(s['cpu_s'], 1)} | "
-                    f"{'n/a' if ratio is None else f'{ratio:.2f}x'} | {s['ok_runs']}/{s['runs']} |"
+                    f"{shown[0]} | {shown[1]} | {s['ok_runs']}/{s['runs']} |"
                 )
     split = [s for s in summary if s["dicommove_split"]]
     if split:
@@ -806,10 +841,13 @@ def markdown(
     lines += [
         "",
         f"`vs {REFERENCE}`: median speed relative to DCMTK movescu -> storescp on the same "
-        "dataset and PACS (> 1 = faster). `seconds`: wall time of the receiving command, process "
-        "start to exit (interpreter start included). `peak RSS`: largest resident set of the "
-        "receiving process (storescp for dcmtk_storescp). `CPU s`: user + system CPU of the "
-        "receiving side. `ok`: runs that delivered every instance intact; others are failures, "
+        f"dataset and PACS (> 1 = faster). `vs ceiling`: the same relative to {CEILING}, "
+        "DCMTK movescu -> `storescp --ignore`, which answers every C-STORE and writes nothing "
+        "(the PACS's own limit; checked by its count of C-STOREs, not by files). `seconds`: "
+        "wall time of the receiving command, process start to exit (interpreter start "
+        "included). `peak RSS`: largest resident set of the receiving process (storescp for "
+        "dcmtk_storescp). `CPU s`: user + system CPU of the receiving side. `ok`: runs that "
+        "delivered every instance intact; others are failures, "
         "left out of the statistics.",
     ]
     return "\n".join(lines) + "\n"
@@ -1017,6 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": {d.name: d.describe() for d in datasets},
         "receivers": {r.name: r.describe() for r in receivers},
         "reference": REFERENCE,
+        "ceiling": CEILING,
         "refs": refs,
         "runs": runs,
         "summary": summary,

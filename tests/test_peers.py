@@ -20,6 +20,7 @@ from peers import (
     LOOPBACK,
     DcmQrScp,
     Orthanc,
+    PeerError,
     StoreScp,
     echo,
     ensure_peers_or_skip,
@@ -230,6 +231,20 @@ def test_storescp_receives_a_file(storage_scp: StoreScp, peer_cohort: pd.DataFra
     assert storescu(storage_scp.ae_title, storage_scp.port, [path]) == 1
     (received,) = storage_scp.files()
     assert dcmread(received).SOPInstanceUID == peer_cohort["SOPInstanceUID"].iloc[0]
+
+
+@pytest.mark.peers
+def test_ignoring_storescp_counts_stores_and_writes_nothing(
+    tmp_path: Path, peer_cohort: pd.DataFrame
+) -> None:
+    ensure_peers_or_skip()
+    paths = [Path(p) for p in peer_cohort["path"].iloc[:3]]
+    with StoreScp(tmp_path / "null", ignore=True) as scp:
+        assert storescu(scp.ae_title, scp.port, paths) == 3
+    assert scp.stores_logged() == [1, 2, 3]
+    assert scp.files() == []
+    with pytest.raises(PeerError, match="ignore=True"):
+        StoreScp(tmp_path / "plain").stores_logged()
 
 
 @pytest.mark.peers

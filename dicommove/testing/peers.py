@@ -880,17 +880,28 @@ class StoreScp(_Server):
     """DCMTK's storescp receiving into ``workdir/received``: a foreign move destination.
 
     Give ``port`` when the PACS must already know it (dcmqrscp reads destinations at start);
-    otherwise a free port is picked. It accepts any calling and called AE title.
+    otherwise a free port is picked. It accepts any calling and called AE title. With
+    ``ignore=True`` it receives every instance, answers success and writes nothing
+    (``storescp --ignore``): a do-nothing receiver, the ceiling a PACS sets. It then logs each
+    C-STORE request (``-v``), so that :meth:`stores_logged` can count them.
     """
 
     name = "storescp"
     startup_timeout = 30.0
 
-    def __init__(self, workdir: Path, *, ae_title: str = "STORE-SCP", port: int | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        ae_title: str = "STORE-SCP",
+        port: int | None = None,
+        ignore: bool = False,
+    ):
         super().__init__(workdir)
         self._ae_title = ae_title
         self._fixed_port = port
         self._port = port or 0
+        self.ignore = ignore
 
     @property
     def out_dir(self) -> Path:
@@ -911,6 +922,7 @@ class StoreScp(_Server):
         return [
             str(binary("storescp")),
             "-dhl",
+            *(["--ignore", "-v"] if self.ignore else []),
             "--aetitle",
             self._ae_title,
             "-od",
@@ -920,6 +932,13 @@ class StoreScp(_Server):
 
     def _ready(self) -> bool:
         return echo(self._ae_title, self._port)
+
+    def stores_logged(self) -> list[int]:
+        """Return the Message IDs of the C-STORE requests logged so far (``ignore=True`` only)."""
+        if not self.ignore:
+            raise PeerError("storescp logs its C-STORE requests only when started with ignore=True")
+        text = self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
+        return [int(m) for m in re.findall(r"Received Store Request \(MsgID (\d+)", text)]
 
     def files(self) -> list[Path]:
         """Return the files received so far, sorted."""
