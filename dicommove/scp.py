@@ -80,7 +80,7 @@ STATUS_UNRECOGNIZED_OPERATION = 0x0211
 
 VERIFICATION = "1.2.840.10008.1.1"
 
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID_CHARS = "0123456789."
 #: How much of each dataset is kept in memory to read its header.
 HEAD_BYTES = 1 << 16
 
@@ -102,7 +102,15 @@ def is_valid_uid(value: object) -> bool:
     Digits and dots only, at most 64 characters, no empty component; so never
     ``.``, ``..``, a separator or a drive letter.
     """
-    return isinstance(value, str) and len(value) <= 64 and bool(_UID_RE.match(value))
+    # String methods, not a regex: this runs several times per received instance.
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 64
+        and not value.strip(_UID_CHARS)  # digits and dots only
+        and value[0] != "."
+        and value[-1] != "."
+        and ".." not in value
+    )
 
 
 def compile_layout(layout: str) -> str:
@@ -132,7 +140,7 @@ def compile_layout(layout: str) -> str:
 
 
 #: Temp files being written by this process, across all stores (guarded by _IN_FLIGHT_LOCK).
-_IN_FLIGHT: set[Path] = set()
+_IN_FLIGHT: set[str] = set()
 _IN_FLIGHT_LOCK = threading.Lock()
 
 
@@ -143,7 +151,7 @@ def _writer_alive(part: Path) -> bool:
         return False
     if int(pid_text) == os.getpid():
         with _IN_FLIGHT_LOCK:
-            return part in _IN_FLIGHT  # else left by an earlier, interrupted move of ours
+            return str(part) in _IN_FLIGHT  # else left by an earlier, interrupted move of ours
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
@@ -208,7 +216,7 @@ class Incoming:
         self.store = store
         self.rec = rec
         self._fd: int | None = None
-        self._tmp: Path | None = None
+        self._tmp: str | None = None
         self._meta_length = 0
         self._head = bytearray()  # the first HEAD_BYTES of the dataset, for its header
         self.written = 0
@@ -221,7 +229,7 @@ class Incoming:
             IMPLEMENTATION_CLASS_UID,
             IMPLEMENTATION_VERSION_NAME,
         )  # a clean zero preamble, never a copied one
-        self._tmp = store.temp_dir / f"{os.getpid()}-{os.urandom(8).hex()}.part"
+        self._tmp = f"{store.temp_prefix}{os.getpid()}-{os.urandom(8).hex()}.part"
         with _IN_FLIGHT_LOCK:
             _IN_FLIGHT.add(self._tmp)
         try:
@@ -235,7 +243,7 @@ class Incoming:
     @property
     def temp_path(self) -> Path | None:
         """The temp file, while the instance is being received."""
-        return self._tmp if self._fd is not None else None
+        return Path(self._tmp) if self._fd is not None and self._tmp is not None else None
 
     def write(self, data: bytes | memoryview) -> None:
         """Append dataset bytes (never raises; a write error fails the instance)."""
@@ -266,7 +274,8 @@ class Incoming:
         if fd is not None:
             os.close(fd)
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
             self._done()
 
     def _done(self) -> None:
@@ -391,12 +400,15 @@ class InstanceStore:
         self, root: str | os.PathLike[str], *, layout: Layout = "hierarchical", fsync: bool = True
     ) -> None:
         self.root = Path(root).absolute()
+        #: ``root/.dicommove-tmp/`` as a string: temp names are built per instance.
+        self.temp_prefix = os.path.join(self.root, TEMP_DIR_NAME, "")
         self.layout = layout
         self.template = compile_layout(layout)
+        self._fields = [name for name in _FIELDS if "{" + name + "}" in self.template]
         self.fsync = fsync
         self._lock = threading.Lock()
-        self._seen: dict[str, Path] = {}  # SOPInstanceUID -> final path, in this move
-        self._dirs: set[Path] = set()  # directories known to exist
+        self._seen: dict[str, str] = {}  # SOPInstanceUID -> final path, in this move
+        self._dirs: set[str] = set()  # directories known to exist
 
     @property
     def temp_dir(self) -> Path:
@@ -438,7 +450,7 @@ class InstanceStore:
             self._seen.clear()
             self._dirs.clear()
 
-    def path_for(self, rec: Received) -> Path:
+    def path_for(self, rec: Received) -> str:
         """Return the final path of an instance, built from its validated UIDs only.
 
         Raises
@@ -453,13 +465,13 @@ class InstanceStore:
             "SOPInstanceUID": rec.sop_instance_uid,
             "SOPClassUID": rec.sop_class_uid,
         }
-        for name in _FIELDS:
-            if "{" + name + "}" in self.template and not is_valid_uid(values[name]):
+        for name in self._fields:
+            if not is_valid_uid(values[name]):
                 raise ValueError(f"unsafe {name} {values[name]!r} for a file name")
         relative = os.path.normpath(self.template.format(**values))
         if os.path.isabs(relative) or relative.split(os.sep)[0] in ("..", "."):
             raise ValueError(f"path {relative} leaves the output directory")
-        return self.root / relative
+        return os.path.join(self.root, relative)
 
     def begin_instance(
         self,
@@ -513,19 +525,19 @@ class InstanceStore:
         incoming.write(dataset)
         return incoming.finish(accept)
 
-    def commit(self, rec: Received, tmp: Path, final: Path) -> None:
+    def commit(self, rec: Received, tmp: str, final: str) -> None:
         """Rename ``tmp`` to ``final``, or record a duplicate or a quarantined conflict."""
         with self._lock:
             existing = self._seen.get(rec.sop_instance_uid)
-            if existing is None and final.exists():
+            if existing is None and os.path.exists(final):
                 existing = final  # from an earlier run: never overwritten silently
                 earlier_run = True
             else:
                 earlier_run = False
             if existing is not None:
                 if filecmp.cmp(tmp, existing, shallow=False):
-                    tmp.unlink()
-                    rec.path = str(existing)
+                    os.unlink(tmp)
+                    rec.path = existing
                     if not earlier_run:
                         rec.status, rec.reason = "duplicate", "received again with identical bytes"
                     self._seen[rec.sop_instance_uid] = existing
@@ -540,16 +552,17 @@ class InstanceStore:
                 )
                 logger.warning("conflicting copy of %s kept at %s", rec.sop_instance_uid, keep)
                 return
-            if final.parent not in self._dirs:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                self._dirs.add(final.parent)
+            parent = os.path.dirname(final)
+            if parent not in self._dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._dirs.add(parent)
             try:
                 os.replace(tmp, final)
             except FileNotFoundError:  # its directory was removed during the move
-                final.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(parent, exist_ok=True)
                 os.replace(tmp, final)
             self._seen[rec.sop_instance_uid] = final
-            rec.path = str(final)
+            rec.path = final
             rec.received_at = datetime.now(timezone.utc)
 
 
