@@ -22,9 +22,12 @@ from .errors import (
     DiskFullError,
     InputError,
     LocalSetupError,
+    MoveCancelled,
     MoveDestinationUnknown,
     MoveError,
     MoveIncomplete,
+    MoveInterrupted,
+    MoveTimeout,
     NetworkError,
     QueryError,
     QueryWarning,
@@ -32,8 +35,8 @@ from .errors import (
 from .node import Node
 
 if TYPE_CHECKING:
-    from ._api import echo, move
-    from .engine import Session
+    from ._api import echo, move, start
+    from .engine import MoveJob, Session
     from .manifest import STATUSES
     from .query import Query, Request
 
@@ -47,9 +50,13 @@ __all__ = [
     "DiskFullError",
     "InputError",
     "LocalSetupError",
+    "MoveCancelled",
     "MoveDestinationUnknown",
     "MoveError",
     "MoveIncomplete",
+    "MoveInterrupted",
+    "MoveJob",
+    "MoveTimeout",
     "NetworkError",
     "Node",
     "Query",
@@ -60,13 +67,16 @@ __all__ = [
     "__version__",
     "echo",
     "move",
+    "start",
 ]
 
 # Imported on first use, so that `dicommove --help` does not pay for pydicom and pandas.
 _LAZY = {
     "echo": "._api",
     "move": "._api",
+    "start": "._api",
     "Session": ".engine",
+    "MoveJob": ".engine",
     "STATUSES": ".manifest",
     "Query": ".query",
     "Request": ".query",

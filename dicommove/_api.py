@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from .engine import DEFAULT_AE_TITLE, DEFAULT_PORT, Session
+from .engine import DEFAULT_AE_TITLE, DEFAULT_PORT, MoveJob, Session
 from .node import Node
 from .progress import ProgressMode
 from .query import Model
@@ -14,7 +14,7 @@ from .scp import Layout
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["echo", "move"]
+__all__ = ["echo", "move", "start"]
 
 
 def move(
@@ -30,6 +30,7 @@ def move(
     strict: bool = True,
     errors: Literal["raise", "ignore"] = "raise",
     layout: Layout = "hierarchical",
+    resume: bool = False,
     **session_options: Any,
 ) -> pd.DataFrame:
     """Move studies, series or instances from a PACS and return the manifest.
@@ -67,9 +68,14 @@ def move(
         (carrying ``.manifest``) or just returns the manifest.
     layout : {"hierarchical", "flat"}
         ``<Study>/<Series>/<SOP>.dcm`` or ``<SOP>.dcm``.
+    resume : bool
+        Skip requests that an earlier run into ``out`` completed (its journal
+        says so and the files are there with their sizes); fetch the rest.
     **session_options
-        Further :class:`~dicommove.engine.Session` options (timeouts, ``bind``,
-        ``max_pdu``, ``allowed_aes``).
+        Further :class:`~dicommove.engine.Session` options: ``workers``
+        (parallel associations, default 2), ``retries``, timeouts
+        (``inactivity_timeout``, ``request_timeout``, ``deadline``), ``bind``,
+        ``max_pdu``, ``allowed_aes``...
 
     Returns
     -------
@@ -91,7 +97,56 @@ def move(
         layout=layout,
         **session_options,
     ) as session:
-        return session.move(uids, strict=strict, progress=progress, errors=errors)
+        return session.move(uids, strict=strict, progress=progress, errors=errors, resume=resume)
+
+
+def start(
+    pacs: str | Node,
+    uids: Any,
+    *,
+    out: str | os.PathLike[str] = ".",
+    ae_title: str = DEFAULT_AE_TITLE,
+    port: int = DEFAULT_PORT,
+    move_destination: str | None = None,
+    model: Model = "study",
+    progress: ProgressMode = "auto",
+    strict: bool = True,
+    errors: Literal["raise", "ignore"] = "raise",
+    layout: Layout = "hierarchical",
+    resume: bool = False,
+    **session_options: Any,
+) -> MoveJob:
+    """Start :func:`move` in the background and return a :class:`~dicommove.MoveJob` at once.
+
+    Takes the same parameters as :func:`move`. Bad input raises here, before
+    anything runs; everything else is raised by ``job.result()``. The session
+    is closed when the move ends.
+
+    Examples
+    --------
+    >>> job = start("ORTHANC@127.0.0.1:4242", cohort, out="data")  # doctest: +SKIP
+    >>> job.cancel()  # doctest: +SKIP
+    >>> job.result()  # doctest: +SKIP
+    Traceback (most recent call last):
+    dicommove.errors.MoveCancelled: the move from ORTHANC@127.0.0.1:4242 was cancelled; ...
+    """
+    session = Session(
+        pacs,
+        out=out,
+        ae_title=ae_title,
+        port=port,
+        move_destination=move_destination,
+        model=model,
+        layout=layout,
+        **session_options,
+    )
+    try:
+        job = session.start(uids, strict=strict, progress=progress, errors=errors, resume=resume)
+    except BaseException:
+        session.close()
+        raise
+    job._close_session = True  # the job owns the session: closed when the move ends
+    return job
 
 
 def echo(pacs: str | Node, *, ae_title: str = DEFAULT_AE_TITLE, **session_options: Any) -> None:

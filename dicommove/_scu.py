@@ -10,6 +10,7 @@ pydicom only when present.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import struct
 import threading
@@ -168,6 +169,20 @@ class Requestor:
             except OSError as exc:
                 self.established = False
                 raise Aborted(f"send failed: {exc}") from None
+
+    def wait(self, timeout: float) -> bool:
+        """Return whether a message has started to arrive, waiting at most ``timeout`` s.
+
+        Lets a caller wait for the next response in short slices (to notice a
+        cancel or an inactivity timeout) without ever timing out mid-message.
+        """
+        if self._pending:
+            return True
+        try:
+            ready, _, _ = select.select([self.sock], [], [], max(timeout, 0.0))
+        except (OSError, ValueError):  # closed meanwhile: receive() will say so
+            return True
+        return bool(ready)
 
     def receive(self, timeout: float | None = None) -> Response:
         """Read the next whole DIMSE message.

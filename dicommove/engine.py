@@ -14,7 +14,6 @@ typed exceptions and manifest rows.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import itertools
@@ -22,6 +21,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,13 @@ from .errors import (
     DicomMoveError,
     DiskFullError,
     InputError,
+    MoveCancelled,
     MoveDestinationUnknown,
     MoveIncomplete,
+    MoveInterrupted,
+    MoveTimeout,
 )
+from .journal import Journal, JournalEntry, request_key
 from .manifest import PROBLEM_STATUSES, build
 from .node import DEFAULT_CALLED_AE, Node, validate_ae_title
 from .progress import NullProgress, Progress, ProgressMode, make_progress
@@ -57,13 +62,24 @@ from .scp import (
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_AE_TITLE", "DEFAULT_PORT", "STATUS_TEXT", "Session", "describe_status"]
+__all__ = [
+    "DEFAULT_AE_TITLE",
+    "DEFAULT_PORT",
+    "DEFAULT_WORKERS",
+    "STATUS_TEXT",
+    "MoveJob",
+    "Session",
+    "describe_status",
+]
 
 logger = logging.getLogger("dicommove")
 
 #: Our default AE title and store port, as in dicom-movescu.
 DEFAULT_AE_TITLE = "STORE-SCP"
 DEFAULT_PORT = 11111
+#: Parallel C-MOVE associations by default: enough to overlap one request's
+#: set-up with another's transfer, few enough for any PACS's association limit.
+DEFAULT_WORKERS = 2
 
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
@@ -78,6 +94,9 @@ SUCCESS = 0x0000
 WARNING = 0xB000
 CANCEL = 0xFE00
 DESTINATION_UNKNOWN = 0xA801
+OUT_OF_RESOURCES_SUBOPS = 0xA702  # transient: retried
+#: How long a worker waits for a response before it looks at cancel and timeouts again.
+_POLL = 0.25
 
 #: C-MOVE status codes (PS3.4 C.4.2.1.5) and what they mean.
 STATUS_TEXT: dict[int, str] = {
@@ -149,6 +168,10 @@ def describe_status(code: int | None) -> str:
     return f"0x{code:04X} unknown status"
 
 
+#: Instance statuses that mean "it is on disk", for the journal and for retries.
+_ARRIVED = frozenset({"received", "duplicate"})
+
+
 def _is_failure(code: int | None) -> bool:
     return code is None or code not in PENDING | {SUCCESS, WARNING, CANCEL}
 
@@ -159,6 +182,16 @@ class _RequestState:
 
     request: Request
     message_id: int
+    key: str = ""  # the journal's key for this request
+    resumed: JournalEntry | None = None  # complete on disk from an earlier run: skipped
+    query: Query | None = None  # what the current attempt asks for (narrowed on retries)
+    attempts: int = 0
+    worker: int = -1
+    last_activity: float = 0.0  # time.monotonic() of the last response or instance
+    started_at: float = 0.0
+    timed_out: str = ""  # why it timed out, if it did
+    cancelled: bool = False
+    finished: bool = False
     received: list[Received] = field(default_factory=list)
     final_status: int | None = None
     error_comment: str = ""
@@ -238,8 +271,36 @@ class Session:
     network_timeout : float
         Seconds of silence after which a store association is aborted.
     dimse_timeout : float
-        Seconds to wait for each response from the PACS (C-MOVE pending or
-        final, C-FIND, C-ECHO).
+        Seconds to wait for a C-ECHO or C-FIND response, and for the rest of a
+        response once it has started to arrive.
+    inactivity_timeout : float
+        Seconds a C-MOVE may go without any sign of life before it is
+        cancelled: every pending response and every instance received for it
+        counts as activity, so a slow PACS that sends no pending responses is
+        not cut off while its instances keep arriving (default 600). Its rows
+        then read ``timeout``.
+    request_timeout : float, optional
+        Longest time one C-MOVE may take, from its request to its final
+        response (default: no limit). Its rows then read ``timeout``.
+    deadline : float, optional
+        Longest time a whole :meth:`move` may take (default: no limit). When it
+        passes, the active moves are cancelled and :class:`MoveTimeout` is
+        raised with the manifest.
+    workers : int
+        Parallel C-MOVE associations to the PACS (default 2), all delivering
+        into the one embedded Store SCP. Each request runs on one of them.
+    retries : int
+        How often a request is tried again after a transient failure (default
+        3): connection refused or reset, association aborted, association
+        rejected as transient (busy), status 0xA702 (out of resources). Waits
+        ``retry_backoff`` s before the first retry and doubles it each time. A
+        retry of an IMAGE-level request asks only for the instances that have
+        not arrived.
+    retry_backoff : float
+        Seconds before the first retry (default 1).
+    cancel_grace : float
+        After a C-CANCEL (Ctrl-C, :meth:`cancel`, a timeout), seconds to wait
+        for the PACS's final response before aborting the association (default 5).
     allowed_aes : collection of str, optional
         Extra calling AE titles our Store SCP accepts besides the PACS's own.
     allowed_hosts : collection of str, optional
@@ -281,6 +342,13 @@ class Session:
         unrequested: Literal["keep", "refuse"] = "keep",
         accept_unknown_sop_classes: bool = False,
         fsync: bool = True,
+        inactivity_timeout: float = 600.0,
+        request_timeout: float | None = None,
+        deadline: float | None = None,
+        workers: int = DEFAULT_WORKERS,
+        retries: int = 3,
+        retry_backoff: float = 1.0,
+        cancel_grace: float = 5.0,
     ) -> None:
         self.pacs = Node.parse(pacs)
         self.ae_title = validate_ae_title(ae_title, what="calling AE title")
@@ -308,11 +376,40 @@ class Session:
         self.unrequested = unrequested
         self.accept_unknown_sop_classes = accept_unknown_sop_classes
         self.fsync = fsync
+        for name, value in (
+            ("inactivity_timeout", inactivity_timeout),
+            ("request_timeout", request_timeout),
+            ("deadline", deadline),
+            ("retry_backoff", retry_backoff),
+            ("cancel_grace", cancel_grace),
+        ):
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise InputError(f"{name}={value!r}: use a number of seconds >= 0")
+        if not (isinstance(workers, int) and 1 <= workers <= 64):
+            raise InputError(f"workers={workers!r}: use an integer from 1 to 64")
+        if not (isinstance(retries, int) and retries >= 0):
+            raise InputError(f"retries={retries!r}: use an integer >= 0")
+        self.inactivity_timeout = float(inactivity_timeout)
+        self.request_timeout = request_timeout
+        self.deadline = deadline
+        self.workers = workers
+        self.retries = retries
+        self.retry_backoff = float(retry_backoff)
+        self.cancel_grace = float(cancel_grace)
         compile_layout(layout)  # an unsafe layout is refused before any traffic
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
-        self._assoc: Requestor | None = None
+        self._assocs: dict[int, Requestor] = {}
+        self._assoc_lock = threading.Lock()
         self._closed = False
+        self._running = threading.Lock()  # one move at a time per session
+        self._cancel = threading.Event()  # C-CANCEL the active moves (Ctrl-C, cancel())
+        self._stop = threading.Event()  # start no further request
+        self._abort_now = threading.Event()  # a second Ctrl-C: abort at once
+        self._deadline_passed = False
+        self._why_stop = ""  # interrupt, cancel, deadline or fatal
+        self._states: list[_RequestState] = []
+        self._journal: Journal | None = None
         self._route_lock = threading.Lock()
         self._active: dict[int, _RequestState] = {}
         self._unrequested: list[Received] = []
@@ -330,10 +427,12 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        """Release the association. The session cannot be used afterwards."""
+        """Release the associations. The session cannot be used afterwards."""
         self._closed = True
-        assoc, self._assoc = self._assoc, None
-        if assoc is not None:
+        with self._assoc_lock:
+            assocs = list(self._assocs.values())
+            self._assocs.clear()
+        for assoc in assocs:
             assoc.release()
 
     @property
@@ -359,14 +458,15 @@ class Session:
         if self._closed:
             raise DicomMoveError("this session is closed: open a new Session")
 
-    def _associate(self) -> Requestor:
-        """Return an established association, opening one if needed."""
+    def _associate(self, worker: int = 0) -> Requestor:
+        """Return worker ``worker``'s established association, opening one if needed."""
         self._check_open()
-        if self._assoc is not None and self._assoc.established:
-            return self._assoc
-        self._assoc = None
+        with self._assoc_lock:
+            assoc = self._assocs.get(worker)
+        if assoc is not None and assoc.established:
+            return assoc
         pacs = self.pacs
-        logger.debug("requesting association %s -> %s", self.ae_title, pacs)
+        logger.debug("requesting association %s -> %s (worker %d)", self.ae_title, pacs, worker)
         try:
             assoc = Requestor.connect(
                 pacs.host,
@@ -395,7 +495,8 @@ class Session:
                 f"cannot connect to {pacs.host}:{pacs.port}: {why}. Check the address, "
                 "that the PACS is running, and that no firewall blocks the port."
             ) from exc
-        self._assoc = assoc
+        with self._assoc_lock:
+            self._assocs[worker] = assoc
         return assoc
 
     def _rejected(self, rj: Rejected) -> AssociationRejected:
@@ -450,15 +551,24 @@ class Session:
             self._drop_association()
             raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {describe_status(code)}")
 
-    def _drop_association(self) -> None:
-        assoc, self._assoc = self._assoc, None
+    def _drop_association(self, worker: int = 0) -> None:
+        with self._assoc_lock:
+            assoc = self._assocs.pop(worker, None)
         if assoc is not None:
             assoc.abort()
 
+    def _drop_all(self) -> None:
+        with self._assoc_lock:
+            workers = list(self._assocs)
+        for worker in workers:
+            self._drop_association(worker)
+
     def _store_address(self) -> str:
         host = self.bind
-        if not host and self._assoc is not None:
-            host = self._assoc.local_address
+        if not host:
+            with self._assoc_lock:
+                assocs = list(self._assocs.values())
+            host = next((a.local_address for a in assocs if a.local_address), "")
         return f"{host or '<this machine>'}:{self.port}"
 
     # -- moving ------------------------------------------------------------
@@ -469,8 +579,16 @@ class Session:
         strict: bool = True,
         progress: ProgressMode = "auto",
         errors: Literal["raise", "ignore"] = "raise",
+        resume: bool = False,
     ) -> pd.DataFrame:
         """Move the instances that ``what`` identifies, and return the manifest.
+
+        The requests run on ``workers`` parallel associations. Ctrl-C (or
+        "interrupt kernel") sends a C-CANCEL to every active move, waits up to
+        ``cancel_grace`` s for the PACS to confirm, releases, and raises
+        :class:`MoveInterrupted` with the partial manifest; a second Ctrl-C
+        aborts at once. :meth:`cancel` (from another thread) does the same and
+        raises :class:`MoveCancelled`.
 
         Parameters
         ----------
@@ -485,6 +603,12 @@ class Session:
             ``"raise"`` (default): raise :class:`MoveIncomplete`, carrying the
             manifest, if any request fell short. ``"ignore"``: return the
             manifest anyway; its ``status`` column tells.
+        resume : bool
+            Skip the requests that an earlier run into the same ``out``
+            completed, as its journal (``out/.dicommove/journal.jsonl``) says,
+            once their files are checked to exist with their recorded sizes;
+            their rows are taken from the journal. Everything else is asked for
+            again. Needs our own store SCP (no ``move_destination``).
 
         Returns
         -------
@@ -502,33 +626,136 @@ class Session:
             ``.manifest`` holds every request, with what arrived.
         MoveIncomplete
             With ``errors="raise"``, when any request fell short.
+        MoveCancelled, MoveInterrupted, MoveTimeout
+            The move was cancelled, interrupted, or ran past ``deadline``.
         """
         if errors not in ("raise", "ignore"):
             raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
         requests = to_requests(what, model=self.model, strict=strict)
+        return self._run_move(requests, progress=progress, errors=errors, resume=resume)
+
+    def _run_move(
+        self,
+        requests: list[Request],
+        *,
+        progress: ProgressMode,
+        errors: Literal["raise", "ignore"],
+        resume: bool,
+    ) -> pd.DataFrame:
         self._check_open()  # refuses a closed session before any work
-        states = [_RequestState(r, self._next_message_id()) for r in requests]
-        scp = self._start_store() if self.local_destination else None
-        self._unrequested = []
-        self._started = []
-        self._finished_total = 0
-        self._fatal = None
-        failure: DicomMoveError | None = None
+        if resume and not self.local_destination:
+            raise InputError(
+                "resume=True needs our own store SCP, whose journal says what arrived; "
+                f"with move_destination={self.move_destination!r} nothing is written here"
+            )
+        if not self._running.acquire(blocking=False):
+            raise DicomMoveError(
+                "this session is already running a move: wait for it or cancel it, "
+                "or open another Session"
+            )
         try:
-            self._associate()
-            self._progress = make_progress(progress, desc=f"C-MOVE from {self.pacs.ae_title}")
+            return self._move(requests, progress=progress, errors=errors, resume=resume)
+        finally:
+            self._running.release()
+
+    def start(
+        self,
+        what: Any,
+        *,
+        strict: bool = True,
+        progress: ProgressMode = "auto",
+        errors: Literal["raise", "ignore"] = "raise",
+        resume: bool = False,
+    ) -> MoveJob:
+        """Start :meth:`move` in the background and return its :class:`MoveJob` at once.
+
+        In a notebook this keeps the kernel free while the move runs, so that
+        ``job.cancel()`` (or the progress panel's Cancel button) can stop it.
+        """
+        if errors not in ("raise", "ignore"):
+            raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
+        requests = to_requests(what, model=self.model, strict=strict)  # bad input raises here
+        self._check_open()
+        return MoveJob(
+            self, requests, progress=progress, errors=errors, resume=resume, close_session=False
+        )
+
+    def cancel(self) -> None:
+        """Cancel the running move (from any thread): C-CANCEL, grace period, release.
+
+        The move then raises :class:`MoveCancelled` with the partial manifest.
+        Nothing happens when no move is running.
+        """
+        if self._running.locked():
+            logger.warning("cancelling the move from %s", self.pacs)
+            self._request_stop("cancel")
+
+    def _request_stop(self, why: str) -> None:
+        """Start no further request and cancel the active ones; the first reason wins."""
+        with self._route_lock:
+            if not self._why_stop:
+                self._why_stop = why
+        self._stop.set()
+        self._cancel.set()
+
+    def _move(
+        self,
+        requests: list[Request],
+        *,
+        progress: ProgressMode,
+        errors: Literal["raise", "ignore"],
+        resume: bool,
+    ) -> pd.DataFrame:
+        states = [_RequestState(r, 0, key=request_key(r.query), query=r.query) for r in requests]
+        journal = Journal(self.out) if self.local_destination else None
+        if resume and journal is not None:
+            earlier = journal.load()
             for state in states:
-                self._run(state)
-                if self._fatal is not None:
-                    raise self._fatal
+                entry = earlier.get(state.key)
+                if entry is not None and entry.complete and entry.on_disk(journal.root):
+                    state.resumed = entry
+                    state.finished = True
+            skipped = sum(state.resumed is not None for state in states)
+            logger.info(
+                "resume: %d of %d requests are complete on disk and skipped",
+                skipped,
+                len(states),
+            )
+        with self._route_lock:
+            self._states = states
+            self._unrequested = []
+            self._started = []
+            self._active = {}
+            self._routes = {}
+            self._finished_total = 0
+            self._fatal = None
+            self._why_stop = ""
+        self._cancel.clear()
+        self._stop.clear()
+        self._abort_now.clear()
+        self._deadline_passed = False
+        todo = deque(state for state in states if state.resumed is None)
+        failure: DicomMoveError | None = None
+        interrupted = False
+        scp: StoreSCP | None = None
+        try:
+            if todo:
+                scp = self._start_store() if self.local_destination else None
+                if journal is not None:
+                    journal.open()
+                    self._journal = journal
+                self._progress = make_progress(progress, desc=f"C-MOVE from {self.pacs.ae_title}")
+                interrupted = self._run_workers(todo)
+            if self._fatal is not None:
+                raise self._fatal
         except DicomMoveError as exc:
             failure = exc
-        except BaseException:  # Ctrl-C: stop the PACS sending, free the port, re-raise
-            self._drop_association()
-            raise
         finally:
             if scp is not None:
                 scp.stop()
+            self._journal = None
+            if journal is not None:
+                journal.close()
         df = self._manifest(states, failure)
         problems = df["status"].isin(sorted(PROBLEM_STATUSES))
         self._progress.close(complete=not problems.any() and failure is None)
@@ -536,6 +763,23 @@ class Session:
         if failure is not None:
             failure.manifest = df
             raise failure
+        stopped = self._why_stop
+        if interrupted or stopped in ("interrupt", "cancel"):
+            unfinished = int(df["status"].isin(["cancelled", "timeout"]).sum())
+            message = (
+                f"the move from {self.pacs} was cancelled; {unfinished} rows read 'cancelled' "
+                "or 'timeout' (what arrived is kept). Run it again with resume=True "
+                "(--resume) to fetch the rest."
+            )
+            kind = MoveInterrupted if interrupted else MoveCancelled
+            raise kind(message, status=CANCEL, manifest=df)
+        if self._deadline_passed:
+            raise MoveTimeout(
+                f"the move from {self.pacs} ran past its deadline of {self.deadline:g} s and "
+                "was cancelled; what arrived is kept. Run it again with resume=True (and a "
+                "longer deadline) to fetch the rest.",
+                manifest=df,
+            )
         if problems.any():
             bad = df.loc[problems, "status"].value_counts()
             summary = ", ".join(f"{n} {s}" for s, n in bad.items() if n)
@@ -552,6 +796,259 @@ class Session:
                 )
             logger.warning("%s.", message)
         return df
+
+    def _run_workers(self, todo: deque[_RequestState]) -> bool:
+        """Run the requests on the workers; return whether Ctrl-C interrupted them."""
+        threads = [
+            threading.Thread(
+                target=self._worker, args=(i, todo), name=f"dicommove-move-{i}", daemon=True
+            )
+            for i in range(min(self.workers, len(todo)))
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = None if self.deadline is None else time.monotonic() + self.deadline
+        try:
+            self._join(threads, deadline)
+            return False
+        except KeyboardInterrupt:
+            logger.warning(
+                "interrupted: cancelling the active C-MOVEs (press Ctrl-C again to abort at once)"
+            )
+            self._request_stop("interrupt")
+            try:
+                self._join(threads, None)
+            except KeyboardInterrupt:
+                logger.warning("interrupted again: aborting the associations")
+                self._abort_now.set()
+                self._drop_all()
+                for thread in threads:
+                    thread.join()
+            return True
+
+    def _join(self, threads: list[threading.Thread], deadline: float | None) -> None:
+        """Wait for the workers in short slices (Ctrl-C is seen at once); watch the deadline."""
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(_POLL)
+                late = deadline is not None and time.monotonic() > deadline
+                if late and not self._deadline_passed:
+                    self._deadline_passed = True
+                    logger.warning("the move's deadline of %g s passed: cancelling", self.deadline)
+                    self._request_stop("deadline")
+
+    def _worker(self, worker: int, todo: deque[_RequestState]) -> None:
+        """Take requests off the shared queue until it is empty or the move stops."""
+        while not self._stop.is_set():
+            try:
+                state = todo.popleft()
+            except IndexError:
+                break
+            try:
+                self._run_with_retries(state, worker)
+            except DicomMoveError as exc:
+                with self._route_lock:
+                    if self._fatal is None:
+                        self._fatal = exc
+                self._request_stop("fatal")
+            except Exception as exc:  # a bug of ours: stop the move, keep what arrived
+                logger.exception("worker %d failed on %s", worker, state.request.query)
+                with self._route_lock:
+                    if self._fatal is None:
+                        self._fatal = DicomMoveError(
+                            f"internal error while moving {state.request.query}: {exc!r}. "
+                            "What arrived is kept; please report this."
+                        )
+                self._request_stop("fatal")
+            finally:
+                self._finish(state)
+
+    def _run_with_retries(self, state: _RequestState, worker: int) -> None:
+        """Run one request; try again after transient failures, with exponential backoff."""
+        delay = self.retry_backoff
+        while True:
+            state.attempts += 1
+            error: DicomMoveError | None = None
+            try:
+                transient = self._attempt(state, worker)
+            except ConnectError as exc:
+                transient, error = str(exc), exc
+            except AssociationRejected as exc:
+                if exc.result != 2:  # permanent: a configuration error, no retry
+                    raise
+                transient, error = str(exc), exc
+            if not transient or self._stop.is_set():
+                return
+            if state.attempts > self.retries:
+                if error is not None:
+                    raise error  # the PACS cannot be reached at all: stop the move
+                return  # the rows say what failed
+            logger.warning(
+                "%s: %s; retry %d of %d in %g s",
+                state.request.query,
+                transient,
+                state.attempts,
+                self.retries,
+                delay,
+            )
+            if self._cancel.wait(delay):
+                return
+            delay *= 2
+            self._narrow(state)
+
+    def _narrow(self, state: _RequestState) -> None:
+        """Ask a retry only for what has not arrived, where the request lists instances."""
+        query = state.request.query
+        if query.level != "IMAGE":
+            return  # study and series requests are asked for again whole; copies count once
+        arrived = {r.sop_instance_uid for r in state.received if r.status in _ARRIVED}
+        wanted = [u for u in query.retrieve_uids() if u not in arrived]
+        if wanted:
+            state.query = query.where(SOPInstanceUID=wanted)
+
+    def _attempt(self, state: _RequestState, worker: int) -> str:
+        """Send one C-MOVE and record its responses; return why to retry, or ``""``."""
+        assoc = self._associate(worker)
+        query = state.query or state.request.query
+        sop_class = _MOVE_MODELS[query.information_model]
+        cx_id, syntax = self._context(assoc, sop_class)
+        identifier = _encode_identifier(query.to_dataset(), syntax)
+        message_id = self._next_message_id()
+        now = time.monotonic()
+        with self._route_lock:
+            state.message_id, state.worker, state.last_activity = message_id, worker, now
+            state.final_status, state.aborted, state.error_comment = None, "", ""
+            state.completed = state.failed = state.warning = 0
+            state.remaining, state.failed_uids = None, []
+            if state.attempts == 1:
+                state.started_at = now
+                self._started.append(state)
+            self._active[message_id] = state
+        logger.info("C-MOVE %s (message %d) -> %s", query, message_id, self.move_destination)
+        command = _ul.encode_request(
+            _ul.C_MOVE_RQ,
+            message_id,
+            sop_class=sop_class,
+            has_dataset=True,
+            move_destination=self.move_destination,
+        )
+        cancel_sent: float | None = None
+        try:
+            assoc.send(cx_id, command, identifier)
+            while True:
+                if self._abort_now.is_set():
+                    state.cancelled = True
+                    state.aborted = "aborted at once (a second Ctrl-C)"
+                    self._drop_association(worker)
+                    break
+                now = time.monotonic()
+                if cancel_sent is None:
+                    if self._should_cancel(state, now):
+                        logger.warning("sending C-CANCEL for message %d", message_id)
+                        cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=message_id)
+                        assoc.send(cx_id, cancel)
+                        cancel_sent = now
+                elif now - cancel_sent > self.cancel_grace:
+                    state.aborted = (
+                        f"the PACS did not confirm the C-CANCEL within {self.cancel_grace:g} s: "
+                        "association aborted"
+                    )
+                    self._drop_association(worker)
+                    break
+                if not assoc.wait(_POLL):
+                    continue
+                rsp = assoc.receive()
+                state.last_activity = time.monotonic()
+                code = rsp.status
+                if code is None:
+                    raise Aborted("a response without a status")
+                state.completed = rsp.us(0x1021) or 0
+                state.failed = rsp.us(0x1022) or 0
+                state.warning = rsp.us(0x1023) or 0
+                state.remaining = rsp.us(0x1020)
+                if code in PENDING:
+                    self._update_total()
+                    continue
+                state.final_status = code
+                state.error_comment = rsp.text(0x0902)
+                if rsp.dataset:
+                    failed = _decode_identifier(rsp.dataset, syntax).get("FailedSOPInstanceUIDList")
+                    state.failed_uids = [u for u in _value_list(failed) if u]
+                break
+        except Aborted as exc:
+            state.aborted = f"the association was aborted or the PACS stopped answering ({exc})"
+            self._drop_association(worker)
+        finally:
+            with self._route_lock:
+                self._active.pop(message_id, None)
+        if state.cancelled or state.timed_out:
+            return ""  # we stopped it ourselves: no retry
+        self._check_destination(state, worker)
+        if state.aborted and not state.matched_nothing:
+            return state.aborted
+        if state.final_status == OUT_OF_RESOURCES_SUBOPS:
+            return describe_status(state.final_status)
+        return ""
+
+    def _should_cancel(self, state: _RequestState, now: float) -> bool:
+        """Whether to C-CANCEL this move now; records why on the state."""
+        if self._cancel.is_set():
+            if self._why_stop == "deadline":
+                state.timed_out = f"the move's deadline of {self.deadline:g} s passed"
+            else:
+                state.cancelled = True
+            return True
+        if now - state.last_activity > self.inactivity_timeout:
+            state.timed_out = (
+                f"no response and no instance from the PACS for {self.inactivity_timeout:g} s "
+                "(inactivity_timeout)"
+            )
+            return True
+        if self.request_timeout is not None and now - state.started_at > self.request_timeout:
+            state.timed_out = (
+                f"the request took longer than request_timeout={self.request_timeout:g} s"
+            )
+            return True
+        return False
+
+    def _finish(self, state: _RequestState) -> None:
+        """Account for a request that will not run again (progress total, journal)."""
+        with self._route_lock:
+            state.finished = True
+            if state.attempts:
+                self._finished_total += max(state.expected, len(state.received))
+        self._update_total()
+        journal = self._journal
+        if journal is not None and state.attempts:
+            rows = list(self._rows(state, None))
+            complete = bool(rows) and all(r["status"] in _ARRIVED for r in rows)
+            journal.request(state.key, complete=complete, instances=len(rows))
+
+    def manifest(self) -> pd.DataFrame:
+        """Return the manifest so far of the running (or the last) move.
+
+        Requests that have not finished yet have a request row with status
+        ``pending`` besides the instances that already arrived.
+        """
+        with self._route_lock:
+            states = list(self._states)
+            unrequested = list(self._unrequested)
+        rows: list[dict[str, Any]] = []
+        for state in states:
+            if state.resumed is not None or state.finished:
+                rows.extend(self._state_rows(state, None))
+                continue
+            for rec in list(state.received):
+                rows.append(_instance_row(state.request.index, rec, None))
+            rows.append(
+                {
+                    **self._request_base(state),
+                    "status": "pending",
+                    "reason": "running" if state.attempts else "waiting for a worker",
+                }
+            )
+        rows.extend(_instance_row(None, rec, None) for rec in unrequested)
+        return build(rows)
 
     def _start_store(self) -> StoreSCP:
         store = InstanceStore(self.out, layout=self.layout, fsync=self.fsync)
@@ -621,6 +1118,23 @@ class Session:
                 self._unrequested.append(rec)
             else:
                 state.received.append(rec)
+                state.last_activity = time.monotonic()
+        journal = self._journal
+        if state is not None and journal is not None and rec.status in _ARRIVED and rec.path:
+            journal.instance(
+                state.key,
+                {
+                    "sop": rec.sop_instance_uid,
+                    "path": rec.path,
+                    "size": rec.size,
+                    "sop_class": rec.sop_class_uid,
+                    "ts": rec.transfer_syntax_uid,
+                    "study": rec.study_instance_uid,
+                    "series": rec.series_instance_uid,
+                    "patient": rec.patient_id,
+                    "at": rec.received_at.isoformat(),
+                },
+            )
         if rec.status in ("received", "unrequested"):
             self._progress.advance(1, rec.size)
         if rec.status == "failed" and rec.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -634,83 +1148,19 @@ class Session:
             self._fatal = DiskFullError(
                 f"the disk holding {self.out.absolute()} is full ({rec.reason}); the move was "
                 "cancelled. Free some space or choose another output directory, then run "
-                "the same move again: what arrived is kept."
+                "the same move again with resume=True: what arrived is kept."
             )
-            active = list(self._active.values())
-        for state in active:
-            self._cancel(state)
-
-    def _cancel(self, state: _RequestState) -> None:
-        """Send a C-CANCEL for one active C-MOVE (from any thread)."""
-        assoc = self._assoc
-        sop_class = _MOVE_MODELS[state.request.query.information_model]
-        if assoc is None or not assoc.established or sop_class not in assoc.contexts:
-            return
-        logger.warning("sending C-CANCEL for message %d", state.message_id)
-        cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=state.message_id)
-        with contextlib.suppress(Aborted):
-            assoc.send(assoc.contexts[sop_class][0], cancel)
-
-    def _run(self, state: _RequestState) -> None:
-        """Send one C-MOVE and record its responses."""
-        assoc = self._associate()
-        query = state.request.query
-        sop_class = _MOVE_MODELS[query.information_model]
-        cx_id, syntax = self._context(assoc, sop_class)
-        identifier = _encode_identifier(query.to_dataset(), syntax)
-        logger.info("C-MOVE %s (message %d) -> %s", query, state.message_id, self.move_destination)
-        with self._route_lock:
-            self._active[state.message_id] = state
-            self._started.append(state)
-        command = _ul.encode_request(
-            _ul.C_MOVE_RQ,
-            state.message_id,
-            sop_class=sop_class,
-            has_dataset=True,
-            move_destination=self.move_destination,
-        )
-        try:
-            assoc.send(cx_id, command, identifier)
-            while True:
-                rsp = assoc.receive()
-                code = rsp.status
-                if code is None:
-                    raise Aborted("a response without a status")
-                state.completed = rsp.us(0x1021) or 0
-                state.failed = rsp.us(0x1022) or 0
-                state.warning = rsp.us(0x1023) or 0
-                state.remaining = rsp.us(0x1020)
-                if code in PENDING:
-                    self._update_total()
-                    continue
-                state.final_status = code
-                state.error_comment = rsp.text(0x0902)
-                if rsp.dataset:
-                    failed = _decode_identifier(rsp.dataset, syntax).get("FailedSOPInstanceUIDList")
-                    state.failed_uids = [u for u in _value_list(failed) if u]
-                break
-        except Aborted as exc:
-            state.aborted = (
-                f"the association was aborted or the PACS sent no response within "
-                f"{self.dimse_timeout:g} s ({exc})"
-            )
-            self._drop_association()
-        finally:
-            with self._route_lock:
-                self._active.pop(state.message_id, None)
-                self._finished_total += max(state.expected, len(state.received))
-        self._update_total()
-        self._check_destination(state)
+        self._request_stop("fatal")
 
     def _update_total(self) -> None:
         # Instances announced by the requests sent so far (or arrived, if more): the
-        # finished ones are summed once, in _run, so a long cohort stays linear.
+        # finished ones are summed once, in _finish, so a long cohort stays linear.
         with self._route_lock:
             active = sum(max(s.expected, len(s.received)) for s in self._active.values())
             total = self._finished_total + active
         self._progress.set_total(total)
 
-    def _check_destination(self, state: _RequestState) -> None:
+    def _check_destination(self, state: _RequestState, worker: int = 0) -> None:
         """Raise MoveDestinationUnknown when the PACS evidently cannot use our destination.
 
         A request that fails (abort or 0xCxxx) before counting any sub-operation is
@@ -724,11 +1174,13 @@ class Session:
             why = "it answered 0xA801, move destination unknown"
         elif state.expected == 0 and (code is None or 0xC000 <= code <= 0xCFFF):
             # Failed before counting anything: did the keys match at all?
-            matches = self._count_matches(state.request.query)
+            matches = self._count_matches(state.query or state.request.query, worker)
             if matches == 0:
                 state.matched_nothing = True
                 return
-            delivered = any(s.received or s.completed for s in self._started if s is not state)
+            with self._route_lock:
+                started = list(self._started)
+            delivered = any(s.received or s.completed for s in started if s is not state)
             if matches is None or delivered:
                 return
             why = (
@@ -753,10 +1205,10 @@ class Session:
             error_comment=state.error_comment,
         )
 
-    def _count_matches(self, query: Query) -> int | None:
+    def _count_matches(self, query: Query, worker: int = 0) -> int | None:
         """Count C-FIND matches for a query's keys; ``None`` if C-FIND is not possible."""
         try:
-            assoc = self._associate()
+            assoc = self._associate(worker)
         except DicomMoveError:
             return None
         sop_class = _FIND_MODELS[query.information_model]
@@ -778,7 +1230,7 @@ class Session:
                     return None
                 break
         except Aborted:
-            self._drop_association()
+            self._drop_association(worker)
             return None
         logger.debug("C-FIND %s: %d matches", query, matches)
         return matches
@@ -789,24 +1241,51 @@ class Session:
     ) -> pd.DataFrame:
         rows: list[dict[str, Any]] = []
         for state in states:
-            rows.extend(self._rows(state, failure))
+            rows.extend(self._state_rows(state, failure))
         for rec in self._unrequested:
             rows.append(_instance_row(None, rec, None))
         return build(rows)
+
+    def _state_rows(
+        self, state: _RequestState, failure: DicomMoveError | None
+    ) -> Iterator[dict[str, Any]]:
+        if state.resumed is None:
+            yield from self._rows(state, failure)
+            return
+        root = self.out.absolute()
+        for rec in state.resumed.instances.values():
+            yield {
+                "request": state.request.index,
+                "PatientID": rec.get("patient") or None,
+                "StudyInstanceUID": rec.get("study") or None,
+                "SeriesInstanceUID": rec.get("series") or None,
+                "SOPInstanceUID": rec["sop"],
+                "SOPClassUID": rec.get("sop_class") or None,
+                "TransferSyntaxUID": rec.get("ts") or None,
+                "path": str(root / rec["path"]),
+                "size": rec["size"],
+                "status": "received",
+                "reason": "on disk from an earlier run (resume=True): not asked for again",
+                "received_at": rec.get("at"),
+            }
+
+    def _request_base(self, state: _RequestState) -> dict[str, Any]:
+        query = state.request.query
+        keys = {
+            k: query.get(k)
+            for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        }
+        return {
+            "request": state.request.index,
+            **{k: "\\".join(_value_list(v)) or None for k, v in keys.items()},
+            "move_status": state.final_status,
+        }
 
     def _rows(
         self, state: _RequestState, failure: DicomMoveError | None
     ) -> Iterator[dict[str, Any]]:
         request, query = state.request, state.request.query
-        keys = {
-            k: query.get(k)
-            for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-        }
-        base: dict[str, Any] = {
-            "request": request.index,
-            **{k: "\\".join(_value_list(v)) or None for k, v in keys.items()},
-            "move_status": state.final_status,
-        }
+        base = self._request_base(state)
         counts = {"completed": state.completed, "failed": state.failed, "warning": state.warning}
         arrived = {r.sop_instance_uid for r in state.received if r.status != "failed"}
         for rec in state.received:
@@ -816,8 +1295,17 @@ class Session:
 
         ran = state.final_status is not None or state.aborted
         if not ran:
-            reason = f"not attempted: {failure}" if failure else "not attempted"
-            yield {**base, "status": "failed", "reason": reason}
+            stopped = self._why_stop
+            if state.timed_out:
+                status, reason = "timeout", state.timed_out
+            elif stopped == "deadline":
+                status, reason = "timeout", "not attempted before the move's deadline"
+            elif state.cancelled or stopped in ("interrupt", "cancel"):
+                status, reason = "cancelled", "not attempted: the move was cancelled"
+            else:
+                fatal = failure or self._fatal
+                status, reason = "failed", f"not attempted: {fatal}" if fatal else "not attempted"
+            yield {**base, "status": status, "reason": reason}
             return
         code = state.final_status
         if state.matched_nothing:
@@ -832,7 +1320,9 @@ class Session:
         if not self.local_destination:
             ok = code == SUCCESS and state.failed == 0
             status = "moved" if ok else ("cancelled" if code == CANCEL else "failed")
-            reason = "" if ok else describe_status(code)
+            reason = "" if ok else (state.aborted or describe_status(code))
+            if state.timed_out:
+                status, reason = "timeout", state.timed_out
             if ok and state.completed + state.warning == 0:
                 status, reason = "not_found", "the PACS matched no instance for these keys"
             yield {**base, **counts, "status": status, "reason": _with_comment(reason, state)}
@@ -866,10 +1356,15 @@ class Session:
                 yield {**base, key: uid, "status": status, "reason": reason}
 
         if _is_failure(code) or code == CANCEL:
-            status = "cancelled" if code == CANCEL else "failed"
+            status = "cancelled" if code == CANCEL or state.cancelled else "failed"
             reason = state.aborted or describe_status(code)
-            if code == CANCEL and self._fatal is not None:
+            if state.timed_out:
+                status, reason = "timeout", f"{state.timed_out} ({reason})"
+            elif status == "cancelled" and self._fatal is not None:
                 reason = f"cancelled because {self._fatal}"
+            elif status == "cancelled" and self._why_stop in ("interrupt", "cancel"):
+                by = "Ctrl-C" if self._why_stop == "interrupt" else "cancel()"
+                reason = f"cancelled ({by}): {reason}"
             yield from per_uid(status, _with_comment(reason, state))
             return
         n_ok = len(stored_ok)
@@ -959,3 +1454,103 @@ def _instance_row(request: Any, rec: Received, move_status: int | None) -> dict[
         "received_at": rec.received_at,
         "move_status": move_status,
     }
+
+
+class MoveJob:
+    """A move running in the background, from :meth:`Session.start` or :func:`dicommove.start`.
+
+    Like a :class:`concurrent.futures.Future`: :meth:`result` waits for the
+    manifest (or raises what the move raised), :meth:`cancel` stops it the way
+    Ctrl-C would, and :attr:`manifest` shows the rows so far while it runs.
+
+    Examples
+    --------
+    >>> job = dicommove.start("PACS@10.0.0.5:104", cohort, out="data")  # doctest: +SKIP
+    >>> job.manifest["status"].value_counts()  # doctest: +SKIP
+    >>> job.cancel()  # doctest: +SKIP
+    >>> df = job.result()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        requests: list[Request],
+        *,
+        progress: ProgressMode,
+        errors: Literal["raise", "ignore"],
+        resume: bool,
+        close_session: bool,
+    ) -> None:
+        self.session = session
+        self._result: pd.DataFrame | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._close_session = close_session
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(requests, progress, errors, resume),
+            name="dicommove-job",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run(
+        self,
+        requests: list[Request],
+        progress: ProgressMode,
+        errors: Literal["raise", "ignore"],
+        resume: bool,
+    ) -> None:
+        try:
+            self._result = self.session._run_move(
+                requests, progress=progress, errors=errors, resume=resume
+            )
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+        finally:
+            if self._close_session:
+                self.session.close()
+            self._done.set()
+
+    def cancel(self) -> None:
+        """Cancel the move: C-CANCEL, grace period, release; :meth:`result` then raises."""
+        self.session.cancel()
+
+    def done(self) -> bool:
+        """Whether the move has ended (completed, failed or cancelled)."""
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> pd.DataFrame:
+        """Wait for the move and return its manifest.
+
+        Raises
+        ------
+        TimeoutError
+            If it is still running after ``timeout`` seconds.
+        DicomMoveError
+            Whatever the move raised (:class:`MoveCancelled` after :meth:`cancel`),
+            with its ``.manifest``.
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the move is still running after {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the move; return what it raised, or ``None``."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the move is still running after {timeout:g} s")
+        return self._error
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        """The manifest so far: the result once done, else a live view (``pending`` rows)."""
+        if self._done.is_set():
+            if self._result is not None:
+                return self._result
+            manifest = getattr(self._error, "manifest", None)
+            if manifest is not None:
+                return manifest  # type: ignore[no-any-return]
+        return self.session.manifest()

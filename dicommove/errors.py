@@ -15,7 +15,10 @@ went wrong and what to do about it::
     │   └── AssociationAborted             the association was aborted or timed out
     └── MoveError                          the PACS answered, but not with everything
         ├── MoveDestinationUnknown         0xA801: our AE is not registered on the PACS
-        └── MoveIncomplete                 some requests failed or arrived incomplete
+        ├── MoveIncomplete                 some requests failed or arrived incomplete
+        ├── MoveTimeout                    the run's deadline passed; the moves were cancelled
+        └── MoveCancelled                  cancelled by job.cancel() or a Cancel button
+            └── MoveInterrupted            Ctrl-C; also a KeyboardInterrupt
 
     QueryWarning (UserWarning)             a non-strict query was sent as given
 
@@ -40,9 +43,12 @@ __all__ = [
     "DiskFullError",
     "InputError",
     "LocalSetupError",
+    "MoveCancelled",
     "MoveDestinationUnknown",
     "MoveError",
     "MoveIncomplete",
+    "MoveInterrupted",
+    "MoveTimeout",
     "NetworkError",
     "QueryError",
     "QueryWarning",
@@ -157,6 +163,29 @@ class MoveIncomplete(MoveError):
     """At least one request did not arrive complete.
 
     ``.manifest`` holds every row; filter it on ``status`` to see which.
+    """
+
+
+class MoveTimeout(MoveError):
+    """The run's deadline (``deadline=``) passed: the active moves were cancelled.
+
+    ``.manifest`` holds what arrived; the rest reads ``timeout`` or ``cancelled``.
+    """
+
+
+class MoveCancelled(MoveError):
+    """The move was cancelled (``job.cancel()`` or a Cancel button) before it finished.
+
+    ``.manifest`` holds what arrived; requests that did not finish read
+    ``cancelled``. Run the same move again with ``resume=True`` to fetch the rest.
+    """
+
+
+class MoveInterrupted(MoveCancelled, KeyboardInterrupt):
+    """Ctrl-C (or "interrupt kernel") cancelled the move; also a ``KeyboardInterrupt``.
+
+    The active C-MOVEs were cancelled and released before this was raised, so
+    the store port is free again. ``.manifest`` is the partial manifest.
     """
 
 

@@ -62,6 +62,7 @@ STATUSES: tuple[str, ...] = (
     "failed",  # the PACS (or our disk) failed it; ``reason`` says how
     "cancelled",  # the move was cancelled before it arrived
     "timeout",  # the PACS went silent before it arrived
+    "pending",  # request row of a live manifest (job.manifest): not finished yet
 )
 
 #: Statuses that mean "this item is where it should be".

@@ -63,7 +63,10 @@ def move(pacs: Orthanc | DcmQrScp, what: Any, out: Path, port: int, **kw: Any) -
 
 
 def files_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    """Files under ``root``, except the run journal (``.dicommove/journal.jsonl``)."""
+    if not root.exists():
+        return set()
+    return {p for p in root.rglob("*") if p.is_file() and ".dicommove" not in p.parts}
 
 
 def assert_received(df: pd.DataFrame, expected: pd.DataFrame, out: Path) -> None:
@@ -81,8 +84,9 @@ def assert_received(df: pd.DataFrame, expected: pd.DataFrame, out: Path) -> None
         assert row.SeriesInstanceUID == source.at[row.SOPInstanceUID, "SeriesInstanceUID"]
         assert row.PatientID == source.at[row.SOPInstanceUID, "PatientID"]
     assert set(df["move_status"]) == {0x0000}
-    # nothing extra on disk: the manifest's files and the empty temp directory
+    # nothing extra on disk: the manifest's files, the journal and the empty temp directory
     assert files_under(out) == {Path(p) for p in df["path"]}
+    assert (out / ".dicommove" / "journal.jsonl").is_file()
     assert list((out / TEMP_DIR_NAME).iterdir()) == []
 
 

@@ -1274,7 +1274,7 @@ def _disk_full_move(tmp_path_factory: pytest.TempPathFactory, small_fs: Path) ->
     ) as pacs:
         pacs.faults.delay_per_store = 0.05  # room for the C-CANCEL to arrive
         with pytest.raises(DiskFullError) as info:
-            _move(pacs, studies, out, port)
+            _move(pacs, studies, out, port, workers=1)  # one at a time: the 2nd never starts
         sent = pacs.sent_instances
         moves = len(pacs.move_requests)
     assert info.value.manifest is not None
