@@ -207,11 +207,44 @@ def _build_parser() -> argparse.ArgumentParser:
         "PACS, else all interfaces)",
     )
     mv.add_argument(
+        "--cohort",
+        metavar="CSV",
+        help="a CSV of unique keys, one request per row: columns named by keyword "
+        "(PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID); the level of "
+        "each row is that of its most specific key",
+    )
+    mv.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="parallel C-MOVE associations (default: 2)",
+    )
+    mv.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip requests an earlier run into DIR completed (its journal says so and the "
+        "files are there); fetch the rest",
+    )
+    mv.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="retries of a request after a transient failure, with backoff (default: 3)",
+    )
+    mv.add_argument(
         "--timeout",
         type=float,
         default=600.0,
         metavar="S",
-        help="seconds to wait for each C-MOVE response (default: 600)",
+        help="cancel a C-MOVE after S seconds without any response or instance (default: 600)",
+    )
+    mv.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        help="cancel the whole run after S seconds (default: no limit)",
     )
     mv.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _common(mv)
@@ -296,21 +329,29 @@ def _cmd_move(args: argparse.Namespace) -> int:
     from .errors import DicomMoveError, InputError
     from .query import Model, Query
 
-    if not (args.file or args.query_file or args.queries):
-        raise InputError("query not specified: give QUERY.dcm, --query-file F or -q SEL=VAL")
     model: Model = args.model or "study"
-    query = Query.from_sources(
-        dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
-    )
-    if not any(tag == 0x00080052 for tag, _ in query.elements):
-        # no QueryRetrieveLevel given: infer it from the most specific unique key
-        query = Query.from_keys(query.keys, model=model)
+    what: Any
+    if args.cohort:
+        if args.file or args.query_file or args.queries:
+            raise InputError("give either --cohort CSV or a query (QUERY.dcm, --query-file, -q)")
+        what = _read_cohort(Path(args.cohort))
+    else:
+        if not (args.file or args.query_file or args.queries):
+            raise InputError(
+                "query not specified: give QUERY.dcm, --query-file F, -q SEL=VAL or --cohort CSV"
+            )
+        what = Query.from_sources(
+            dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
+        )
+        if not any(tag == 0x00080052 for tag, _ in what.elements):
+            # no QueryRetrieveLevel given: infer it from the most specific unique key
+            what = Query.from_keys(what.keys, model=model)
     out = Path(args.out_dir)
     manifest_path = Path(args.manifest) if args.manifest else out / MANIFEST_NAME
     try:
         df = move(
             _pacs_address(args),
-            query,
+            what,
             out=out,
             ae_title=args.calling_ae_title,
             port=args.port,
@@ -322,6 +363,11 @@ def _cmd_move(args: argparse.Namespace) -> int:
             bind=args.bind,
             max_pdu=_max_pdu(args.max_pdu_length),
             dimse_timeout=args.timeout,
+            inactivity_timeout=args.timeout,
+            deadline=args.deadline,
+            workers=args.workers,
+            retries=args.retries,
+            resume=args.resume,
             allowed_aes=args.allowed_aes,
             allowed_hosts=args.allowed_hosts,
             unrequested=args.unrequested,
@@ -333,6 +379,23 @@ def _cmd_move(args: argparse.Namespace) -> int:
         raise
     _report(df, manifest_path)
     return EXIT_OK
+
+
+def _read_cohort(path: Path) -> pd.DataFrame:
+    """Read a cohort CSV: every column as text, empty cells empty (not NaN)."""
+    import pandas as pd
+
+    from .errors import InputError
+
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputError(f"--cohort {path}: no such file") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"--cohort {path}: cannot read it as CSV ({exc})") from None
+    if df.empty:
+        raise InputError(f"--cohort {path}: no rows; give a header line and one row per request")
+    return df
 
 
 def _report(df: pd.DataFrame, manifest_path: Path) -> None:

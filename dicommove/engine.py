@@ -172,6 +172,10 @@ def describe_status(code: int | None) -> str:
 _ARRIVED = frozenset({"received", "duplicate"})
 
 
+class _Retire(Exception):
+    """A worker cannot get an association while others have one: it hands back its request."""
+
+
 def _is_failure(code: int | None) -> bool:
     return code is None or code not in PENDING | {SUCCESS, WARNING, CANCEL}
 
@@ -846,6 +850,16 @@ class Session:
                 break
             try:
                 self._run_with_retries(state, worker)
+            except _Retire as retire:
+                # The PACS takes fewer associations than we have workers: this worker
+                # stops and hands its request back; the connected ones carry on.
+                logger.warning(
+                    "worker %d stops (%s); the other workers carry on", worker, retire.__cause__
+                )
+                if state.started_at == 0.0:
+                    state.attempts = 0
+                todo.appendleft(state)
+                return  # (not finished: another worker runs it)
             except DicomMoveError as exc:
                 with self._route_lock:
                     if self._fatal is None:
@@ -860,8 +874,7 @@ class Session:
                             "What arrived is kept; please report this."
                         )
                 self._request_stop("fatal")
-            finally:
-                self._finish(state)
+            self._finish(state)
 
     def _run_with_retries(self, state: _RequestState, worker: int) -> None:
         """Run one request; try again after transient failures, with exponential backoff."""
@@ -876,6 +889,8 @@ class Session:
             except AssociationRejected as exc:
                 if exc.result != 2:  # permanent: a configuration error, no retry
                     raise
+                if self._others_connected(worker):
+                    raise _Retire from exc
                 transient, error = str(exc), exc
             if not transient or self._stop.is_set():
                 return
@@ -895,6 +910,10 @@ class Session:
                 return
             delay *= 2
             self._narrow(state)
+
+    def _others_connected(self, worker: int) -> bool:
+        with self._assoc_lock:
+            return any(a.established for w, a in self._assocs.items() if w != worker)
 
     def _narrow(self, state: _RequestState) -> None:
         """Ask a retry only for what has not arrived, where the request lists instances."""

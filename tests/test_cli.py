@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -214,6 +215,8 @@ def test_connection_refused_exit_code(tmp_path: Path, capsys: pytest.CaptureFixt
         "-o",
         str(tmp_path),
         "--no-progress",
+        "--retries",
+        "0",
     )
     assert code == cli.EXIT_NETWORK
     assert "Connection refused" in capsys.readouterr().err
@@ -401,3 +404,75 @@ def test_allow_host_excludes_the_pacs(
     )
     assert code != cli.EXIT_OK
     assert not list(tmp_path.rglob("*.dcm"))
+
+
+def test_cohort_csv_with_workers(
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cohort = tmp_path / "cohort.csv"
+    studies = demo_cohort[["StudyInstanceUID"]].drop_duplicates()
+    studies.assign(note="keep me").to_csv(cohort, index=False)
+    out = tmp_path / "out"
+    args = ["move", str(demo_pacs.node), "--cohort", str(cohort), "-p", str(store_port)]
+    code = run(*args, "-o", str(out), "--workers", "2", "--no-progress")
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    df = read_csv(out / cli.MANIFEST_NAME)
+    assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
+    assert set(df["request"].astype(int)) == {0, 1}  # the CSV's row numbers
+    demo_pacs.reset_counters()
+    assert run(*args, "-o", str(out), "--resume", "--no-progress") == cli.EXIT_OK
+    assert demo_pacs.move_requests == []  # nothing fetched twice
+
+
+def test_cohort_and_query_together_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cohort = tmp_path / "c.csv"
+    cohort.write_text("StudyInstanceUID\n1.2.3\n")
+    code = run("move", "PACS@127.0.0.1:104", "--cohort", str(cohort), "-q", "PatientID=1")
+    assert code == cli.EXIT_USAGE
+    assert "either --cohort" in capsys.readouterr().err
+
+
+def test_sigint_cancels_writes_the_manifest_and_resume_finishes(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Ctrl-C to the CLI process: exit 130 with the partial manifest; --resume gets the rest."""
+    import signal
+
+    cohort = tmp_path / "cohort.csv"
+    demo_cohort[["StudyInstanceUID"]].drop_duplicates().to_csv(cohort, index=False)
+    out = tmp_path / "out"
+    args = ["move", str(demo_pacs.node), "--cohort", str(cohort), "-p", str(store_port)]
+    demo_pacs.faults.delay_per_store = 0.2
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dicommove", *args, "-o", str(out), "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        landed, poll = False, threading.Event()
+        for _ in range(1000):  # poll (10 s at most) for the first file under its final name
+            if any(p.suffix == ".dcm" for p in out.rglob("*.dcm")):
+                landed = True
+                break
+            if proc.poll() is not None:
+                break
+            poll.wait(0.01)
+        assert landed, proc.communicate(timeout=30)
+        proc.send_signal(signal.SIGINT)
+        _stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        demo_pacs.faults.clear()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, stderr.decode()
+    df = read_csv(out / cli.MANIFEST_NAME)
+    assert set(df["status"]) <= {"received", "cancelled"} and "cancelled" in set(df["status"])
+    demo_pacs.reset_counters()
+    assert run(*args, "-o", str(out), "--resume", "--no-progress") == cli.EXIT_OK
+    df = read_csv(out / cli.MANIFEST_NAME)
+    assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
+    assert (df["status"] == "received").all()

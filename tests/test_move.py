@@ -253,7 +253,9 @@ def test_unwritable_output_fails_before_any_move(
 def test_connection_refused(tmp_path: Path) -> None:
     pacs_port = free_port()
     with pytest.raises(ConnectError, match=f"127.0.0.1:{pacs_port}.*Connection refused") as info:
-        dicommove.move(f"PACS@127.0.0.1:{pacs_port}", "1.2.3", out=tmp_path, port=0, progress=False)
+        dicommove.move(
+            f"PACS@127.0.0.1:{pacs_port}", "1.2.3", out=tmp_path, port=0, progress=False, retries=0
+        )
     manifest = info.value.manifest
     assert manifest is not None
     assert manifest["status"].tolist() == ["failed"]

@@ -208,6 +208,16 @@ class PacsFaults:
     abort_after : int or None
         Abort the C-MOVE or C-GET association (A-ABORT, no final response) once
         this many sub-operations have been sent.
+    abort_count : int or None
+        How many C-MOVEs or C-GETs `abort_after` applies to (each abort counts
+        one down); ``None``: all of them.
+    stall_after : int or None
+        Go silent once this many sub-operations have been sent: no response,
+        no C-STORE, for `stall_seconds` or until the request is cancelled.
+    stall_seconds : float
+        How long a stall lasts at most.
+    ignore_cancel : bool
+        Do not notice C-CANCEL requests (a stalled PACS stays silent).
     """
 
     move_status: int | None = None
@@ -217,6 +227,10 @@ class PacsFaults:
     drop_instances: set[str] = field(default_factory=set)
     fail_instances: set[str] = field(default_factory=set)
     abort_after: int | None = None
+    abort_count: int | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 60.0
+    ignore_cancel: bool = False
 
     def clear(self) -> None:
         """Remove every fault."""
@@ -227,6 +241,10 @@ class PacsFaults:
         self.drop_instances = set()
         self.fail_instances = set()
         self.abort_after = None
+        self.abort_count = None
+        self.stall_after = None
+        self.stall_seconds = 60.0
+        self.ignore_cancel = False
 
 
 class _Refused(Exception):
@@ -769,6 +787,8 @@ class DemoPACS:
         self.faults = PacsFaults()
 
         self._lock = threading.Lock()
+        self._stopping = threading.Event()  # wakes a stalled handler (faults.stall_after)
+        self._max_associations = 64
         self._destinations: dict[str, tuple[str, int]] = {}
         self._index = _Index()
         self._ae: _PacsAE | None = None
@@ -809,7 +829,8 @@ class DemoPACS:
         ae.acse_timeout = 30
         ae.dimse_timeout = 30
         ae.network_timeout = 30
-        ae.maximum_associations = 64
+        ae.maximum_associations = self._max_associations
+        self._stopping.clear()
         ae.add_supported_context(VERIFICATION)
         for model in sorted(_PATIENT_ROOT | _STUDY_ROOT):
             ae.add_supported_context(model)
@@ -857,6 +878,7 @@ class DemoPACS:
             self._ae, self._server, self._thread = None, None, None
         if server is None or ae is None:
             return
+        self._stopping.set()
         # socketserver's own shutdown: pynetdicom's would also unregister the server
         # from ae.start_server's list, where it never was.
         socketserver.BaseServer.shutdown(server)
@@ -889,6 +911,18 @@ class DemoPACS:
         return len(index.entries)
 
     # -- configuration and state ---------------------------------------------------
+
+    @property
+    def maximum_associations(self) -> int:
+        """Associations accepted at once; more are rejected as transient (2, 3, 2)."""
+        return self._max_associations
+
+    @maximum_associations.setter
+    def maximum_associations(self, value: int) -> None:
+        self._max_associations = value
+        with self._lock:
+            if self._ae is not None:
+                self._ae.maximum_associations = value
 
     @property
     def node(self) -> Node:
@@ -1157,17 +1191,40 @@ class DemoPACS:
     def _sub_operations(
         self, event: Event, entries: list[_Entry], hook: _ResponseHook, msg_id: int
     ) -> Iterator[tuple[int, Dataset | None]]:
+        faults = self.faults
         for n, entry in enumerate(entries):
-            if event.is_cancelled:
+            cancelled = False
+            if faults.stall_after is not None and n == faults.stall_after:
+                cancelled = self._stall(event)
+            # (pynetdicom's is_cancelled is true once: it consumes the C-CANCEL)
+            if (cancelled or event.is_cancelled) and not faults.ignore_cancel:
                 yield _CANCEL, None
                 return
-            abort_after = self.faults.abort_after
-            if abort_after is not None and n >= abort_after:
+            abort_after = faults.abort_after
+            if abort_after is not None and n >= abort_after and faults.abort_count != 0:
+                if faults.abort_count is not None:
+                    faults.abort_count -= 1
                 LOGGER.info("DemoPACS: aborting after %d sub-operations (fault)", n)
                 hook.suppress(msg_id)
                 event.assoc.abort(block=False)
                 return
             yield _PENDING, _load(entry)
+
+    def _stall(self, event: Event) -> bool:
+        """Stay silent for ``faults.stall_seconds``, or until cancelled or stopped.
+
+        Returns whether a C-CANCEL ended it.
+        """
+        faults = self.faults
+        LOGGER.info("DemoPACS: going silent for up to %g s (fault)", faults.stall_seconds)
+        deadline = time.monotonic() + faults.stall_seconds
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if not faults.ignore_cancel and event.is_cancelled:
+                return True
+            if not event.assoc.is_established:
+                return False
+            self._stopping.wait(0.02)
+        return False
 
 
 def _load(entry: _Entry) -> Dataset:

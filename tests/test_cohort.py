@@ -1,0 +1,363 @@
+"""The cohort engine against a misbehaving demo PACS: workers, timeouts, retries, cancel, resume.
+
+Reliability cases (../shared/reliability.md) are named in each test's docstring.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from peers import free_port
+
+import dicommove
+from dicommove import (
+    AssociationRejected,
+    ConnectError,
+    MoveCancelled,
+    MoveInterrupted,
+    MoveTimeout,
+    Query,
+    Session,
+)
+from dicommove.testing import DemoPACS
+
+DEMO_COHORT = dict(patients=2, studies=2, series=2, instances=3)  # 4 studies, 24 instances
+FAST = dict(retry_backoff=0.01, cancel_grace=1.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_faults(demo_pacs: DemoPACS) -> Iterator[None]:
+    demo_pacs.reset_counters()
+    yield
+    demo_pacs.faults.clear()
+    demo_pacs.maximum_associations = 64
+
+
+def run(demo_pacs: DemoPACS, what: Any, out: Path, store_port: int, **kw: Any) -> pd.DataFrame:
+    kw.setdefault("progress", False)
+    return dicommove.move(demo_pacs.node, what, out=out, port=store_port, **kw)
+
+
+def studies(cohort: pd.DataFrame) -> list[str]:
+    return sorted(cohort["StudyInstanceUID"].unique())
+
+
+def on_disk(out: Path) -> set[str]:
+    """SOPInstanceUIDs of the files under ``out`` (file names of the default layout)."""
+    return {p.stem for p in out.rglob("*.dcm") if ".dicommove" not in p.parts}
+
+
+# -- workers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_workers_deliver_every_instance_routed_to_its_row(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path, workers: int
+) -> None:
+    """Case 23: parallel moves into one store SCP, each instance routed to its request."""
+    cohort = demo_cohort.drop_duplicates("StudyInstanceUID").set_index("StudyInstanceUID")
+    frame = pd.DataFrame({"StudyInstanceUID": cohort.index}, index=[f"row{i}" for i in range(4)])
+    demo_pacs.faults.delay_per_store = 0.01  # the moves overlap
+    df = run(demo_pacs, frame, tmp_path, store_port, workers=workers)
+    assert (df["status"] == "received").all(), df[["status", "reason"]]
+    assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
+    for label, uid in frame["StudyInstanceUID"].items():
+        assert set(df.loc[df["request"] == label, "StudyInstanceUID"]) == {uid}
+    ids = demo_pacs.move_message_ids
+    assert len(ids) == 4 and len(set(ids)) == 4  # unique across workers
+
+
+def test_fewer_associations_than_workers_the_rest_carry_on(
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Case 4: a PACS that takes one association: the extra workers stop, nothing is lost."""
+    demo_pacs.maximum_associations = 1
+    with caplog.at_level(logging.WARNING, logger="dicommove"):
+        df = run(demo_pacs, studies(demo_cohort), tmp_path, store_port, workers=3, **FAST)
+    assert (df["status"] == "received").all(), df[["status", "reason"]]
+    assert len(df) == len(demo_cohort)
+    assert "the other workers carry on" in caplog.text
+
+
+def test_transient_reject_is_retried_with_backoff_then_fails(
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Case 4: rejected as transient every time: bounded retries, then a typed error."""
+    demo_pacs.maximum_associations = 1  # (pynetdicom's least) and another session holds it
+    with Session(demo_pacs.node, ae_title="OTHER") as holder:
+        holder.echo()
+        with (
+            caplog.at_level(logging.WARNING, logger="dicommove"),
+            pytest.raises(AssociationRejected, match="transient") as info,
+        ):
+            run(demo_pacs, studies(demo_cohort)[0], tmp_path, store_port, workers=1, **FAST)
+    assert info.value.result == 2
+    assert caplog.text.count("retry ") == 3
+    assert info.value.manifest is not None
+    assert info.value.manifest["status"].tolist() == ["failed"]
+
+
+def test_connection_refused_is_retried_a_bounded_number_of_times(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Case 1: refused: retried ``retries`` times, then ConnectError naming host, port, errno."""
+    port = free_port()
+    with (
+        caplog.at_level(logging.WARNING, logger="dicommove"),
+        pytest.raises(
+            ConnectError, match=rf"127\.0\.0\.1:{port}: \[Errno \d+\] Connection refused"
+        ),
+    ):
+        dicommove.move(
+            f"PACS@127.0.0.1:{port}",
+            "1.2.3",
+            out=tmp_path,
+            port=0,
+            progress=False,
+            retries=2,
+            workers=1,
+            **FAST,
+        )
+    assert caplog.text.count("retry ") == 2
+
+
+# -- timeouts -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ignore_cancel", [False, True])
+def test_a_silent_pacs_times_out_after_inactivity(
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
+    tmp_path: Path,
+    ignore_cancel: bool,
+) -> None:
+    """Case 8 (and 13): silent after 2 instances: C-CANCEL, grace, abort; rows read timeout."""
+    study = studies(demo_cohort)[0]
+    demo_pacs.faults.stall_after = 2
+    demo_pacs.faults.ignore_cancel = ignore_cancel
+    df = run(
+        demo_pacs, study, tmp_path, store_port, inactivity_timeout=0.5, errors="ignore", **FAST
+    )
+    received = df[df["status"] == "received"]
+    assert len(received) == 2
+    problems = df[df["status"] != "received"]
+    assert set(problems["status"]) == {"timeout"}, problems[["status", "reason"]]
+    assert problems["reason"].str.contains("inactivity_timeout").all()
+    if ignore_cancel:
+        assert problems["reason"].str.contains("did not confirm the C-CANCEL").all()
+
+
+def test_slow_stores_without_pending_responses_are_activity(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 9: no pending responses, a store every 0.25 s for 1.5 s: no timeout at 0.6 s."""
+    study = studies(demo_cohort)[0]
+    demo_pacs.faults.skip_pending = True
+    demo_pacs.faults.delay_per_store = 0.25
+    df = run(demo_pacs, study, tmp_path, store_port, inactivity_timeout=0.6)
+    assert (df["status"] == "received").all()
+    assert len(df) == len(demo_cohort[demo_cohort["StudyInstanceUID"] == study])
+
+
+def test_run_deadline_cancels_and_raises_a_timeout(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 10: deadline passed: cancel the active moves, MoveTimeout with the manifest."""
+    demo_pacs.faults.delay_per_store = 0.2  # 4 studies x 6 instances: ~2.4 s per worker
+    with pytest.raises(MoveTimeout, match=r"deadline of 0\.6 s") as info:
+        run(demo_pacs, studies(demo_cohort), tmp_path, store_port, deadline=0.6, **FAST)
+    df = info.value.manifest
+    assert df is not None
+    assert set(df["status"]) <= {"received", "timeout"}
+    assert (df["status"] == "timeout").any() and (df["status"] == "received").any()
+    assert set(df["request"].dropna()) == {0, 1, 2, 3}  # every request accounted for
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+def test_abort_mid_move_is_retried_for_the_missing_instances_only(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 11: the PACS aborts after 2 of 3 instances; the retry asks only for the third."""
+    series = demo_cohort.iloc[0]["SeriesInstanceUID"]
+    rows = demo_cohort[demo_cohort["SeriesInstanceUID"] == series]
+    query = Query.image(rows.iloc[0]["StudyInstanceUID"], series, *rows["SOPInstanceUID"])
+    demo_pacs.faults.abort_after = 2
+    demo_pacs.faults.abort_count = 1
+    df = run(demo_pacs, query, tmp_path, store_port, **FAST)
+    assert (df["status"] == "received").all(), df[["status", "reason"]]
+    assert sorted(df["SOPInstanceUID"]) == sorted(rows["SOPInstanceUID"])
+    first, second = demo_pacs.move_requests
+    assert len(first.SOPInstanceUID) == 3
+    assert second.SOPInstanceUID == rows["SOPInstanceUID"].iloc[2]
+
+
+def test_a702_is_retried(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """0xA702 (out of resources) is transient: retried; still failing, the rows say so."""
+    demo_pacs.faults.move_status = 0xA702
+    df = run(
+        demo_pacs,
+        studies(demo_cohort)[0],
+        tmp_path,
+        store_port,
+        errors="ignore",
+        retries=2,
+        **FAST,
+    )
+    assert len(demo_pacs.move_requests) == 3
+    assert df["reason"].str.contains("0xA702").any()
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+
+def _first_instance(out: Path, timeout: float = 10.0) -> threading.Event:
+    """An event set once a file has landed under ``out`` (polled by a helper thread)."""
+    landed = threading.Event()
+
+    def watch() -> None:
+        for _ in range(int(timeout / 0.01)):
+            if on_disk(out):
+                landed.set()
+                return
+            landed.wait(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return landed
+
+
+def test_ctrl_c_cancels_releases_and_a_rerun_resumes(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 17: Ctrl-C: C-CANCEL, rows cancelled, port free; the re-run fetches only the rest."""
+    demo_pacs.faults.delay_per_store = 0.1
+    landed = _first_instance(tmp_path)
+
+    def interrupt() -> None:
+        if landed.wait(10):
+            _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(MoveInterrupted) as info:
+        run(demo_pacs, studies(demo_cohort), tmp_path, store_port, **FAST)
+    assert isinstance(info.value, KeyboardInterrupt)
+    df = info.value.manifest
+    assert df is not None
+    assert set(df["status"]) <= {"received", "cancelled"}
+    assert (df["status"] == "cancelled").any()
+    got = set(df.loc[df["status"] == "received", "SOPInstanceUID"])
+    assert got == on_disk(tmp_path) and got
+
+    demo_pacs.faults.clear()
+    demo_pacs.reset_counters()
+    again = run(demo_pacs, studies(demo_cohort), tmp_path, store_port, resume=True)
+    assert (again["status"] == "received").all()
+    assert sorted(again["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
+    complete_before = {
+        uid
+        for uid in studies(demo_cohort)
+        if set(demo_cohort.loc[demo_cohort["StudyInstanceUID"] == uid, "SOPInstanceUID"]) <= got
+    }
+    asked = {str(ds.StudyInstanceUID) for ds in demo_pacs.move_requests}
+    assert asked == set(studies(demo_cohort)) - complete_before
+
+
+def test_job_cancel_stops_the_move_and_result_raises(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 17 from a background job: cancel() works while the caller stays free."""
+    demo_pacs.faults.delay_per_store = 0.1
+    landed = _first_instance(tmp_path)
+    job = dicommove.start(
+        demo_pacs.node,
+        studies(demo_cohort),
+        out=tmp_path,
+        port=store_port,
+        progress=False,
+        **FAST,
+    )
+    assert landed.wait(10)
+    live = job.manifest
+    assert "pending" in set(live["status"])
+    job.cancel()
+    with pytest.raises(MoveCancelled) as info:
+        job.result(timeout=30)
+    assert not isinstance(info.value, KeyboardInterrupt)
+    assert job.done()
+    df = job.manifest
+    assert (df["status"] == "cancelled").any()
+    assert set(df["status"]) <= {"received", "cancelled"}
+
+
+def test_job_result_returns_the_manifest(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    with Session(demo_pacs.node, out=tmp_path, port=store_port) as session:
+        job = session.start(studies(demo_cohort), progress=False)
+        df = job.result(timeout=60)
+    assert (df["status"] == "received").all()
+    assert len(df) == len(demo_cohort)
+    assert job.manifest is df
+
+
+# -- resume --------------------------------------------------------------------------------
+
+
+def test_rerun_with_resume_fetches_nothing_new(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    first = run(demo_pacs, studies(demo_cohort), tmp_path, store_port)
+    demo_pacs.reset_counters()
+    second = run(demo_pacs, studies(demo_cohort), tmp_path, store_port, resume=True)
+    assert demo_pacs.move_requests == []
+    assert sorted(second["SOPInstanceUID"]) == sorted(first["SOPInstanceUID"])
+    assert (second["status"] == "received").all()
+    assert second["reason"].str.contains("earlier run").all()
+    assert sorted(second["path"]) == sorted(first["path"])
+
+
+def test_resume_refetches_a_request_whose_file_was_removed(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    first = run(demo_pacs, studies(demo_cohort), tmp_path, store_port)
+    victim = first.iloc[0]
+    Path(str(victim["path"])).unlink()
+    demo_pacs.reset_counters()
+    second = run(demo_pacs, studies(demo_cohort), tmp_path, store_port, resume=True)
+    assert [str(ds.StudyInstanceUID) for ds in demo_pacs.move_requests] == [
+        victim["StudyInstanceUID"]
+    ]
+    assert (second["status"] == "received").all()
+    assert Path(str(victim["path"])).is_file()
+
+
+def test_journal_lines_are_json_and_name_each_instance(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    df = run(demo_pacs, studies(demo_cohort)[0], tmp_path, store_port)
+    lines = [json.loads(x) for x in (tmp_path / ".dicommove" / "journal.jsonl").read_text().split()]
+    instances = [x for x in lines if x["event"] == "instance"]
+    assert sorted(x["sop"] for x in instances) == sorted(df["SOPInstanceUID"])
+    assert all(not Path(x["path"]).is_absolute() for x in instances)
+    (request,) = [x for x in lines if x["event"] == "request"]
+    assert request["complete"] is True
