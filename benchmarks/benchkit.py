@@ -188,7 +188,10 @@ def verify_received(
     files: list[Path] = []
     leftovers = 0
     for root, dirs, names in os.walk(out):
-        hidden = any(part.startswith(".") for part in Path(root).relative_to(out).parts)
+        parts = Path(root).relative_to(out).parts
+        if parts[:1] == (".dicommove",):
+            continue  # dicommove's run journal: metadata, not a received file
+        hidden = any(part.startswith(".") for part in parts)
         for name in names:
             if hidden:
                 leftovers += 1
