@@ -174,7 +174,7 @@ def _raw_text(ds: Any, tag: int) -> str:
     return "" if value is None else str(value).strip()
 
 
-@dataclass
+@dataclass(slots=True)
 class Received:
     """What happened to one C-STORE that reached our Store SCP.
 
