@@ -30,7 +30,7 @@ from dicommove import (
 from dicommove.testing import DemoPACS
 
 DEMO_COHORT = dict(patients=2, studies=2, series=2, instances=3)  # 4 studies, 24 instances
-FAST = dict(retry_backoff=0.01, cancel_grace=1.0)
+FAST: dict[str, Any] = dict(retry_backoff=0.01, cancel_grace=1.0)
 
 
 @pytest.fixture(autouse=True)
