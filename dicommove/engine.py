@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import _ul
 from ._scu import Aborted, Rejected, Requestor
@@ -172,6 +172,45 @@ def describe_status(code: int | None) -> str:
 _ARRIVED = frozenset({"received", "duplicate"})
 
 
+class _Arrival(NamedTuple):
+    """One C-STORE outcome as the manifest needs it: a compact copy of a Received record.
+
+    A move may bring hundreds of thousands of instances: the UIDs that repeat are
+    shared strings (the store interns them), the time is a float, and the path
+    is ``None`` when it is the layout's path for these UIDs (:meth:`Session._path_of`).
+    """
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    status: str
+    reason: str
+    study_instance_uid: str
+    series_instance_uid: str
+    patient_id: str
+    path: str | None
+    size: int
+    received_at: float
+
+    @classmethod
+    def of(cls, rec: Received) -> _Arrival:
+        """Copy a record; drop its path when the layout gives it back."""
+        layout = rec.status in ("received", "duplicate", "unrequested") and bool(rec.path)
+        return cls(
+            rec.sop_instance_uid,
+            rec.sop_class_uid,
+            rec.transfer_syntax_uid,
+            rec.status,
+            rec.reason,
+            rec.study_instance_uid,
+            rec.series_instance_uid,
+            rec.patient_id,
+            None if layout else rec.path,
+            rec.size,
+            rec.received_at,
+        )
+
+
 class _Retire(Exception):
     """A worker cannot get an association while others have one: it hands back its request."""
 
@@ -196,7 +235,7 @@ class _RequestState:
     timed_out: str = ""  # why it timed out, if it did
     cancelled: bool = False
     finished: bool = False
-    received: list[Received] = field(default_factory=list)
+    received: list[_Arrival] = field(default_factory=list)
     final_status: int | None = None
     error_comment: str = ""
     completed: int = 0
@@ -416,7 +455,8 @@ class Session:
         self._journal: Journal | None = None
         self._route_lock = threading.Lock()
         self._active: dict[int, _RequestState] = {}
-        self._unrequested: list[Received] = []
+        self._unrequested: list[_Arrival] = []
+        self._store: InstanceStore | None = None
         self._started: list[_RequestState] = []
         self._finished_total = 0
         self._routes: dict[int, _RequestState | None] = {}
@@ -1057,8 +1097,8 @@ class Session:
             if state.resumed is not None or state.finished:
                 rows.extend(self._state_rows(state, None))
                 continue
-            for rec in list(state.received):
-                rows.append(_instance_row(state.request.index, rec, None))
+            for arrival in list(state.received):
+                rows.append(self._instance_row(state.request.index, arrival, None))
             rows.append(
                 {
                     **self._request_base(state),
@@ -1066,13 +1106,14 @@ class Session:
                     "reason": "running" if state.attempts else "waiting for a worker",
                 }
             )
-        rows.extend(_instance_row(None, rec, None) for rec in unrequested)
+        rows.extend(self._instance_row(None, arrival, None) for arrival in unrequested)
         return build(rows)
 
     def _start_store(self) -> StoreSCP:
         store = InstanceStore(self.out, layout=self.layout, fsync=self.fsync)
         store.prepare()
         store.begin()
+        self._store = store
         allowed: frozenset[str] | None = None
         if self.pacs.ae_title != DEFAULT_CALLED_AE:
             allowed = frozenset({self.pacs.ae_title}) | self.allowed_aes
@@ -1134,9 +1175,9 @@ class Session:
                 if rec.status == "received":
                     rec.status = "unrequested"
                     rec.reason = "arrived during the move but matches no request"
-                self._unrequested.append(rec)
+                self._unrequested.append(_Arrival.of(rec))
             else:
-                state.received.append(rec)
+                state.received.append(_Arrival.of(rec))
                 state.last_activity = time.monotonic()
         journal = self._journal
         if state is not None and journal is not None and rec.status in _ARRIVED and rec.path:
@@ -1151,7 +1192,7 @@ class Session:
                     "study": rec.study_instance_uid,
                     "series": rec.series_instance_uid,
                     "patient": rec.patient_id,
-                    "at": rec.received_at.isoformat(),
+                    "at": rec.received_at,
                 },
             )
         if rec.status in ("received", "unrequested"):
@@ -1261,9 +1302,35 @@ class Session:
         rows: list[dict[str, Any]] = []
         for state in states:
             rows.extend(self._state_rows(state, failure))
-        for rec in self._unrequested:
-            rows.append(_instance_row(None, rec, None))
+        for arrival in self._unrequested:
+            rows.append(self._instance_row(None, arrival, None))
         return build(rows)
+
+    def _path_of(self, arrival: _Arrival) -> str | None:
+        if arrival.path is not None:
+            return arrival.path or None
+        if self._store is None:
+            return None
+        uids = (arrival.study_instance_uid, arrival.series_instance_uid, arrival.sop_class_uid)
+        return self._store.layout_path(arrival.sop_instance_uid, uids)
+
+    def _instance_row(self, request: Any, rec: _Arrival, move_status: int | None) -> dict[str, Any]:
+        path = self._path_of(rec)
+        return {
+            "request": request,
+            "PatientID": rec.patient_id or None,
+            "StudyInstanceUID": rec.study_instance_uid or None,
+            "SeriesInstanceUID": rec.series_instance_uid or None,
+            "SOPInstanceUID": rec.sop_instance_uid,
+            "SOPClassUID": rec.sop_class_uid,
+            "TransferSyntaxUID": rec.transfer_syntax_uid,
+            "path": path,
+            "size": rec.size if path else None,
+            "status": rec.status,
+            "reason": rec.reason or None,
+            "received_at": rec.received_at,
+            "move_status": move_status,
+        }
 
     def _state_rows(
         self, state: _RequestState, failure: DicomMoveError | None
@@ -1310,7 +1377,7 @@ class Session:
         for rec in state.received:
             if rec.status == "failed" and rec.sop_instance_uid in arrived:
                 continue  # a failed attempt the PACS later repeated successfully
-            yield _instance_row(request.index, rec, state.final_status)
+            yield self._instance_row(request.index, rec, state.final_status)
 
         ran = state.final_status is not None or state.aborted
         if not ran:
@@ -1455,24 +1522,6 @@ _LEVEL_KEYS = {
 
 def _with_comment(reason: str, state: _RequestState) -> str:
     return f"{reason}: {state.error_comment}" if state.error_comment and reason else reason
-
-
-def _instance_row(request: Any, rec: Received, move_status: int | None) -> dict[str, Any]:
-    return {
-        "request": request,
-        "PatientID": rec.patient_id or None,
-        "StudyInstanceUID": rec.study_instance_uid or None,
-        "SeriesInstanceUID": rec.series_instance_uid or None,
-        "SOPInstanceUID": rec.sop_instance_uid,
-        "SOPClassUID": rec.sop_class_uid,
-        "TransferSyntaxUID": rec.transfer_syntax_uid,
-        "path": rec.path or None,
-        "size": rec.size if rec.path else None,
-        "status": rec.status,
-        "reason": rec.reason or None,
-        "received_at": rec.received_at,
-        "move_status": move_status,
-    }
 
 
 class MoveJob:

@@ -134,6 +134,9 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
                 raise ValueError(f"unknown manifest statuses {sorted(unknown)}")
             out[name] = pd.Categorical(col.astype("object"), categories=list(STATUSES))
         elif dtype.startswith("datetime64"):
+            kinds = set(col.dropna().map(type))
+            if kinds and kinds <= {int, float}:  # epoch seconds, as the engine records them
+                col = pd.to_datetime(col.astype("float64"), unit="s", utc=True)
             out[name] = pd.to_datetime(col, utc=True).astype("datetime64[ns, UTC]")
         elif dtype == "Int64":
             out[name] = pd.to_numeric(col, errors="raise").astype("Int64")

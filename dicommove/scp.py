@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +191,7 @@ class Received:
     patient_id: str = ""
     path: str = ""
     size: int = 0
-    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: float = field(default_factory=time.time)  # epoch seconds
     calling_ae: str = ""
     originator_ae: str = ""
     originator_message_id: int | None = None
@@ -339,9 +338,10 @@ class Incoming:
                 "SOPClassUID in the dataset differs from the C-STORE request",
                 STATUS_DATASET_MISMATCH,
             )
-        rec.study_instance_uid = header[0x0020000D]
-        rec.series_instance_uid = header[0x0020000E]
-        rec.patient_id = header[0x00100020]
+        store = self.store
+        rec.study_instance_uid = store.intern(header[0x0020000D])
+        rec.series_instance_uid = store.intern(header[0x0020000E])
+        rec.patient_id = store.intern(header[0x00100020])
         try:
             final = self.store.path_for(rec)
         except ValueError as exc:
@@ -407,7 +407,10 @@ class InstanceStore:
         self._fields = [name for name in _FIELDS if "{" + name + "}" in self.template]
         self.fsync = fsync
         self._lock = threading.Lock()
-        self._seen: dict[str, str] = {}  # SOPInstanceUID -> final path, in this move
+        # SOPInstanceUID -> (Study, Series, SOP Class UID) of its file, in this move: its
+        # path follows from the layout (kept small: one move may hold 100,000s of them)
+        self._seen: dict[str, tuple[str, str, str]] = {}
+        self._strings: dict[str, str] = {}  # one copy of each Study/Series/class UID
         self._dirs: set[str] = set()  # directories known to exist
 
     @property
@@ -450,6 +453,10 @@ class InstanceStore:
             self._seen.clear()
             self._dirs.clear()
 
+    def intern(self, text: str) -> str:
+        """Return one shared copy of a string that many instances repeat (a Series UID)."""
+        return self._strings.setdefault(text, text)
+
     def path_for(self, rec: Received) -> str:
         """Return the final path of an instance, built from its validated UIDs only.
 
@@ -486,8 +493,8 @@ class InstanceStore:
         """Start receiving one instance; see :class:`Incoming`."""
         rec = Received(
             sop_instance_uid=sop_instance_uid,
-            sop_class_uid=sop_class_uid,
-            transfer_syntax_uid=transfer_syntax_uid,
+            sop_class_uid=self.intern(sop_class_uid),
+            transfer_syntax_uid=self.intern(transfer_syntax_uid),
             status="received",
             calling_ae=calling_ae,
             originator_ae=originator_ae,
@@ -528,7 +535,8 @@ class InstanceStore:
     def commit(self, rec: Received, tmp: str, final: str) -> None:
         """Rename ``tmp`` to ``final``, or record a duplicate or a quarantined conflict."""
         with self._lock:
-            existing = self._seen.get(rec.sop_instance_uid)
+            fields = self._seen.get(rec.sop_instance_uid)
+            existing = None if fields is None else self.layout_path(rec.sop_instance_uid, fields)
             if existing is None and os.path.exists(final):
                 existing = final  # from an earlier run: never overwritten silently
                 earlier_run = True
@@ -540,7 +548,8 @@ class InstanceStore:
                     rec.path = existing
                     if not earlier_run:
                         rec.status, rec.reason = "duplicate", "received again with identical bytes"
-                    self._seen[rec.sop_instance_uid] = existing
+                    else:
+                        self._seen[rec.sop_instance_uid] = self._uids_of(rec)
                     return
                 self.conflict_dir.mkdir(exist_ok=True)
                 keep = self.conflict_dir / f"{rec.sop_instance_uid}.{uuid.uuid4().hex[:8]}.dcm"
@@ -561,9 +570,24 @@ class InstanceStore:
             except FileNotFoundError:  # its directory was removed during the move
                 os.makedirs(parent, exist_ok=True)
                 os.replace(tmp, final)
-            self._seen[rec.sop_instance_uid] = final
+            self._seen[rec.sop_instance_uid] = self._uids_of(rec)
             rec.path = final
-            rec.received_at = datetime.now(timezone.utc)
+            rec.received_at = time.time()
+
+    @staticmethod
+    def _uids_of(rec: Received) -> tuple[str, str, str]:
+        return (rec.study_instance_uid, rec.series_instance_uid, rec.sop_class_uid)
+
+    def layout_path(self, sop_instance_uid: str, fields: tuple[str, str, str]) -> str:
+        """Return the final path of an instance whose UIDs were validated when it arrived."""
+        study, series, sop_class = fields
+        relative = self.template.format(
+            StudyInstanceUID=study,
+            SeriesInstanceUID=series,
+            SOPInstanceUID=sop_instance_uid,
+            SOPClassUID=sop_class,
+        )
+        return os.path.join(self.root, os.path.normpath(relative))
 
 
 InstanceCallback = Callable[[Received], None]

@@ -62,7 +62,9 @@ def test_a_message_id_with_the_wrong_keys_is_unrequested() -> None:
     session._on_instance(rec)
     assert a.received == [] and b.received == []
     assert rec.status == "unrequested"
-    assert session._unrequested == [rec]
+    assert [(r.sop_instance_uid, r.status) for r in session._unrequested] == [
+        ("9.9.9.1.1", "unrequested")
+    ]
 
 
 def test_refuse_policy_refuses_before_the_file_is_named() -> None:
