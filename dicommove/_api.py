@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from .engine import DEFAULT_AE_TITLE, DEFAULT_PORT, MoveJob, Session
+from .engine import DEFAULT_AE_TITLE, DEFAULT_PORT, MoveJob, Progress, Session
 from .node import Node
-from .progress import ProgressMode
 from .query import Model
 from .scp import Layout
 
@@ -26,7 +25,7 @@ def move(
     port: int = DEFAULT_PORT,
     move_destination: str | None = None,
     model: Model = "study",
-    progress: ProgressMode = "auto",
+    progress: Progress = "auto",
     strict: bool = True,
     errors: Literal["raise", "ignore"] = "raise",
     layout: Layout = "hierarchical",
@@ -58,8 +57,11 @@ def move(
         the manifest holds one row per request with its sub-operation counts).
     model : {"study", "patient"}
         Query/Retrieve information model.
-    progress : {"auto", "tqdm", "widget"} or bool
-        Progress display; ``False`` for none.
+    progress : {"auto", "tqdm", "widget"}, bool or callable
+        Progress display: a tqdm bar in a terminal, a panel in Jupyter
+        (``"auto"``), ``False`` for none, or a callable that receives a
+        :class:`~dicommove.progress.ProgressSnapshot` a few times a second
+        (see docs/progress.md).
     strict : bool
         Refuse invalid C-MOVE identifiers (default); ``False`` sends them with a
         warning.
@@ -109,7 +111,7 @@ def start(
     port: int = DEFAULT_PORT,
     move_destination: str | None = None,
     model: Model = "study",
-    progress: ProgressMode = "auto",
+    progress: Progress = "auto",
     strict: bool = True,
     errors: Literal["raise", "ignore"] = "raise",
     layout: Layout = "hierarchical",

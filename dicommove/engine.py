@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -46,7 +46,7 @@ from .errors import (
 from .journal import Journal, JournalEntry, request_key
 from .manifest import PROBLEM_STATUSES, build
 from .node import DEFAULT_CALLED_AE, Node, validate_ae_title
-from .progress import NullProgress, Progress, ProgressMode, make_progress
+from .progress import MoveStats, ProgressMode, ProgressSnapshot, Reporter, make_reporter
 from .query import Model, Query, Request, to_requests
 from .scp import (
     DEFAULT_MAX_PDU,
@@ -73,6 +73,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("dicommove")
+
+#: What ``progress=`` takes: a mode, or a callable receiving each ProgressSnapshot.
+Progress = ProgressMode | Callable[[ProgressSnapshot], object]
 
 #: Our default AE title and store port, as in dicom-movescu.
 DEFAULT_AE_TITLE = "STORE-SCP"
@@ -170,6 +173,14 @@ def describe_status(code: int | None) -> str:
 
 #: Instance statuses that mean "it is on disk", for the journal and for retries.
 _ARRIVED = frozenset({"received", "duplicate"})
+
+
+def _label(query: Query) -> str:
+    """Return a short name for a request in the progress display: level and UID(s)."""
+    uids = query.retrieve_uids()
+    first = uids[0] if uids else str(query)
+    more = f" +{len(uids) - 1}" if len(uids) > 1 else ""
+    return f"{query.level or '?'} {first[-24:]}{more}"
 
 
 class _Arrival(NamedTuple):
@@ -461,7 +472,7 @@ class Session:
         self._finished_total = 0
         self._routes: dict[int, _RequestState | None] = {}
         self._fatal: DicomMoveError | None = None
-        self._progress: Progress = NullProgress()
+        self._stats = MoveStats()
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> Session:
@@ -621,7 +632,7 @@ class Session:
         what: Any,
         *,
         strict: bool = True,
-        progress: ProgressMode = "auto",
+        progress: Progress = "auto",
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
     ) -> pd.DataFrame:
@@ -682,9 +693,11 @@ class Session:
         self,
         requests: list[Request],
         *,
-        progress: ProgressMode,
+        progress: Progress,
         errors: Literal["raise", "ignore"],
         resume: bool,
+        stats: MoveStats | None = None,
+        reporter: Reporter | None = None,
     ) -> pd.DataFrame:
         self._check_open()  # refuses a closed session before any work
         if resume and not self.local_destination:
@@ -698,7 +711,12 @@ class Session:
                 "or open another Session"
             )
         try:
-            return self._move(requests, progress=progress, errors=errors, resume=resume)
+            stats = stats or MoveStats(len(requests))
+            if reporter is None:
+                reporter = make_reporter(progress, stats, desc=f"C-MOVE from {self.pacs.ae_title}")
+            return self._move(
+                requests, stats=stats, reporter=reporter, errors=errors, resume=resume
+            )
         finally:
             self._running.release()
 
@@ -707,7 +725,7 @@ class Session:
         what: Any,
         *,
         strict: bool = True,
-        progress: ProgressMode = "auto",
+        progress: Progress = "auto",
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
     ) -> MoveJob:
@@ -720,8 +738,20 @@ class Session:
             raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
         requests = to_requests(what, model=self.model, strict=strict)  # bad input raises here
         self._check_open()
+        # Made here, in the caller's thread: a notebook panel shows in the caller's cell,
+        # and its Cancel button works because the kernel stays free.
+        stats = MoveStats(len(requests))
+        reporter = make_reporter(
+            progress, stats, desc=f"C-MOVE from {self.pacs.ae_title}", on_cancel=self.cancel
+        )
         return MoveJob(
-            self, requests, progress=progress, errors=errors, resume=resume, close_session=False
+            self,
+            requests,
+            stats=stats,
+            reporter=reporter,
+            errors=errors,
+            resume=resume,
+            close_session=False,
         )
 
     def cancel(self) -> None:
@@ -746,7 +776,8 @@ class Session:
         self,
         requests: list[Request],
         *,
-        progress: ProgressMode,
+        stats: MoveStats,
+        reporter: Reporter,
         errors: Literal["raise", "ignore"],
         resume: bool,
     ) -> pd.DataFrame:
@@ -765,6 +796,7 @@ class Session:
                 skipped,
                 len(states),
             )
+        self._stats = stats
         with self._route_lock:
             self._states = states
             self._unrequested = []
@@ -788,12 +820,19 @@ class Session:
                 if journal is not None:
                     journal.open()
                     self._journal = journal
-                self._progress = make_progress(progress, desc=f"C-MOVE from {self.pacs.ae_title}")
+                for state in states:
+                    if state.resumed is not None:
+                        stats.request_finished(id(state), ok=True)
+                reporter.start()
                 interrupted = self._run_workers(todo)
             if self._fatal is not None:
                 raise self._fatal
         except DicomMoveError as exc:
             failure = exc
+        except BaseException:  # a bug of ours, or Ctrl-C outside the workers' wait
+            stats.finish(complete=False, cancelled=True)
+            reporter.stop()
+            raise
         finally:
             if scp is not None:
                 scp.stop()
@@ -802,8 +841,11 @@ class Session:
                 journal.close()
         df = self._manifest(states, failure)
         problems = df["status"].isin(sorted(PROBLEM_STATUSES))
-        self._progress.close(complete=not problems.any() and failure is None)
-        self._progress = NullProgress()
+        stats.finish(
+            complete=not problems.any() and failure is None and not self._why_stop,
+            cancelled=interrupted or self._why_stop in ("interrupt", "cancel"),
+        )
+        reporter.stop()
         if failure is not None:
             failure.manifest = df
             raise failure
@@ -883,6 +925,12 @@ class Session:
 
     def _worker(self, worker: int, todo: deque[_RequestState]) -> None:
         """Take requests off the shared queue until it is empty or the move stops."""
+        try:
+            self._work(worker, todo)
+        finally:
+            self._stats.worker(worker, "done")
+
+    def _work(self, worker: int, todo: deque[_RequestState]) -> None:
         while not self._stop.is_set():
             try:
                 state = todo.popleft()
@@ -946,6 +994,7 @@ class Session:
                 self.retries,
                 delay,
             )
+            self._stats.worker(worker, f"retry in {delay:g}s")
             if self._cancel.wait(delay):
                 return
             delay *= 2
@@ -983,6 +1032,9 @@ class Session:
                 state.started_at = now
                 self._started.append(state)
             self._active[message_id] = state
+        label = _label(query)
+        self._stats.request_started(id(state), label)
+        self._stats.worker(worker, "moving")
         logger.info("C-MOVE %s (message %d) -> %s", query, message_id, self.move_destination)
         command = _ul.encode_request(
             _ul.C_MOVE_RQ,
@@ -1003,6 +1055,7 @@ class Session:
                 now = time.monotonic()
                 if cancel_sent is None:
                     if self._should_cancel(state, now):
+                        self._stats.worker(worker, "cancelling")
                         logger.warning("sending C-CANCEL for message %d", message_id)
                         cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=message_id)
                         assoc.send(cx_id, cancel)
@@ -1027,6 +1080,8 @@ class Session:
                 state.remaining = rsp.us(0x1020)
                 if code in PENDING:
                     self._update_total()
+                    done = state.completed + state.failed + state.warning
+                    self._stats.request_progress(id(state), f"{label}  {done}/{state.expected}")
                     continue
                 state.final_status = code
                 state.error_comment = rsp.text(0x0902)
@@ -1077,10 +1132,14 @@ class Session:
             if state.attempts:
                 self._finished_total += max(state.expected, len(state.received))
         self._update_total()
+        if not state.attempts:
+            return  # never sent (cancelled first): its row says so in the manifest
+        rows = list(self._rows(state, None))
+        complete = bool(rows) and all(r["status"] in _ARRIVED for r in rows)
+        self._stats.missing(sum(r["status"] == "missing" for r in rows))
+        self._stats.request_finished(id(state), ok=complete)
         journal = self._journal
-        if journal is not None and state.attempts:
-            rows = list(self._rows(state, None))
-            complete = bool(rows) and all(r["status"] in _ARRIVED for r in rows)
+        if journal is not None:
             journal.request(state.key, complete=complete, instances=len(rows))
 
     def manifest(self) -> pd.DataFrame:
@@ -1196,7 +1255,9 @@ class Session:
                 },
             )
         if rec.status in ("received", "unrequested"):
-            self._progress.advance(1, rec.size)
+            self._stats.instance(rec.size)
+        elif rec.status in ("failed", "refused", "conflict"):
+            self._stats.instance(0, ok=False)
         if rec.status == "failed" and rec.errno in (errno.ENOSPC, errno.EDQUOT):
             self._disk_full(rec)
 
@@ -1218,7 +1279,7 @@ class Session:
         with self._route_lock:
             active = sum(max(s.expected, len(s.received)) for s in self._active.values())
             total = self._finished_total + active
-        self._progress.set_total(total)
+        self._stats.set_total(total)
 
     def _check_destination(self, state: _RequestState, worker: int = 0) -> None:
         """Raise MoveDestinationUnknown when the PACS evidently cannot use our destination.
@@ -1544,19 +1605,21 @@ class MoveJob:
         session: Session,
         requests: list[Request],
         *,
-        progress: ProgressMode,
+        stats: MoveStats,
+        reporter: Reporter,
         errors: Literal["raise", "ignore"],
         resume: bool,
         close_session: bool,
     ) -> None:
         self.session = session
+        self._reporter = reporter  # the progress display (a notebook panel with Cancel)
         self._result: pd.DataFrame | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._close_session = close_session
         self._thread = threading.Thread(
             target=self._run,
-            args=(requests, progress, errors, resume),
+            args=(requests, stats, reporter, errors, resume),
             name="dicommove-job",
             daemon=True,
         )
@@ -1565,13 +1628,19 @@ class MoveJob:
     def _run(
         self,
         requests: list[Request],
-        progress: ProgressMode,
+        stats: MoveStats,
+        reporter: Reporter,
         errors: Literal["raise", "ignore"],
         resume: bool,
     ) -> None:
         try:
             self._result = self.session._run_move(
-                requests, progress=progress, errors=errors, resume=resume
+                requests,
+                progress=False,
+                errors=errors,
+                resume=resume,
+                stats=stats,
+                reporter=reporter,
             )
         except BaseException as exc:  # handed to the caller by result()
             self._error = exc

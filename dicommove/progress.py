@@ -6,9 +6,6 @@ few integer updates, never a UI call. A :class:`Reporter` made by :func:`make_re
 tqdm bar on stderr, an ipywidgets panel in Jupyter, or a callable of yours. Nothing a
 reporter does can block the receiving of an instance.
 
-The older interface, :class:`Progress` with :func:`make_progress`, is kept while the engine
-moves over to the new one.
-
 This module imports neither tqdm nor ipywidgets (nor pandas) until a reporter needs them.
 """
 
@@ -26,23 +23,19 @@ from collections import Counter, deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal
 
 from .errors import InputError
 
 __all__ = [
     "CallbackReporter",
     "MoveStats",
-    "NullProgress",
     "NullReporter",
-    "Progress",
     "ProgressMode",
     "ProgressSnapshot",
     "Reporter",
-    "TqdmProgress",
     "TqdmReporter",
     "WidgetReporter",
-    "make_progress",
     "make_reporter",
 ]
 
@@ -813,99 +806,3 @@ def make_reporter(
     if callable(mode):
         return CallbackReporter(stats, mode, interval=interval)
     raise InputError(f"progress={mode!r}: use {_MODES}")
-
-
-# ---------------------------------------------------------------------------
-# The older interface, kept until the engine uses MoveStats and make_reporter
-# ---------------------------------------------------------------------------
-class Progress(Protocol):
-    """What the engine reports progress to."""
-
-    def set_total(self, total: int) -> None:
-        """Set the number of instances expected so far (it may grow)."""
-
-    def advance(self, instances: int, nbytes: int) -> None:
-        """Count instances that arrived (from any thread)."""
-
-    def close(self, *, complete: bool) -> None:
-        """Finish; ``complete=False`` marks the run as short of its total."""
-
-
-class NullProgress:
-    """Shows nothing."""
-
-    def set_total(self, total: int) -> None:
-        """Do nothing."""
-
-    def advance(self, instances: int, nbytes: int) -> None:
-        """Do nothing."""
-
-    def close(self, *, complete: bool) -> None:
-        """Do nothing."""
-
-
-class TqdmProgress:
-    """A tqdm bar counting instances, with the received volume as a postfix."""
-
-    def __init__(self, bar: Any) -> None:
-        self._bar = bar
-        self._lock = threading.Lock()
-        self._bytes = 0
-
-    def set_total(self, total: int) -> None:
-        """Set the expected number of instances."""
-        with self._lock:
-            if total != self._bar.total:
-                self._bar.total = total
-                self._bar.refresh()
-
-    def advance(self, instances: int, nbytes: int) -> None:
-        """Advance by ``instances`` and add ``nbytes`` to the volume shown."""
-        with self._lock:
-            self._bytes += nbytes
-            self._bar.set_postfix_str(f"{self._bytes / 1e6:.1f} MB", refresh=False)
-            if self._bar.total is not None and self._bar.n + instances > self._bar.total:
-                # an instance can arrive before the pending response that counts it
-                self._bar.total = self._bar.n + instances
-            self._bar.update(instances)
-
-    def close(self, *, complete: bool) -> None:
-        """Close the bar; an incomplete notebook bar turns red (tqdm's own style)."""
-        with self._lock:
-            if not complete and hasattr(self._bar, "colour"):
-                self._bar.colour = "red"
-            self._bar.close()
-
-
-def make_progress(mode: ProgressMode, *, desc: str = "C-MOVE") -> Progress:
-    """Return a progress display for ``mode`` (the older interface; see :func:`make_reporter`).
-
-    Parameters
-    ----------
-    mode : bool, None or {"auto", "tqdm", "widget"}
-        ``"auto"`` or ``True``: a notebook widget in Jupyter, else a terminal bar;
-        ``"tqdm"``: always the terminal bar; ``"widget"``: always the notebook
-        widget (needs ipywidgets); ``False`` or ``None``: nothing.
-    desc : str
-        The bar's label.
-
-    Returns
-    -------
-    Progress
-
-    Raises
-    ------
-    InputError
-        An unknown ``mode`` (also a :class:`ValueError`, as before).
-    """
-    if mode is False or mode is None:
-        return NullProgress()
-    if mode is True or mode == "auto":
-        from tqdm.auto import tqdm
-    elif mode == "tqdm":
-        from tqdm.std import tqdm
-    elif mode == "widget":
-        from tqdm.notebook import tqdm
-    else:
-        raise InputError(f"unknown progress mode {mode!r}: use 'auto', 'tqdm', 'widget' or False")
-    return TqdmProgress(tqdm(total=0, desc=desc, unit="inst", dynamic_ncols=True, leave=True))

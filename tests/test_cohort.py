@@ -6,6 +6,7 @@ Reliability cases (../shared/reliability.md) are named in each test's docstring.
 from __future__ import annotations
 
 import _thread
+import itertools
 import json
 import logging
 import threading
@@ -361,3 +362,42 @@ def test_journal_lines_are_json_and_name_each_instance(
     assert all(not Path(x["path"]).is_absolute() for x in instances)
     (request,) = [x for x in lines if x["event"] == "request"]
     assert request["complete"] is True
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+def test_a_progress_callable_sees_the_move_and_its_end(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    from dicommove.progress import ProgressSnapshot
+
+    seen: list[ProgressSnapshot] = []
+    df = run(demo_pacs, studies(demo_cohort), tmp_path, store_port, progress=seen.append)
+    last = seen[-1]
+    assert last.finished and last.complete is True and not last.cancelled
+    assert last.instances == len(df) == last.total
+    assert last.requests_total == last.requests_done == 4
+    assert last.nbytes == int(df["size"].sum())
+    assert all(a.instances <= b.instances for a, b in itertools.pairwise(seen))
+
+
+def test_the_widget_cancel_button_cancels_a_background_job(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    pytest.importorskip("ipywidgets")
+    from dicommove.progress import WidgetReporter
+
+    demo_pacs.faults.delay_per_store = 0.1
+    landed = _first_instance(tmp_path)
+    with Session(demo_pacs.node, out=tmp_path, port=store_port, **FAST) as session:
+        job = session.start(studies(demo_cohort), progress="widget")
+        assert landed.wait(10)
+        reporter = job._reporter
+        assert isinstance(reporter, WidgetReporter)
+        reporter.cancel_button.click()
+        with pytest.raises(MoveCancelled):
+            job.result(timeout=30)
+    assert reporter._bar.bar_style == "danger"  # red: the move ended cancelled
+    assert reporter.cancel_button.disabled
+    assert "cancelled" in reporter.text()

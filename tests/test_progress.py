@@ -19,14 +19,11 @@ from dicommove import progress as progress_module
 from dicommove.progress import (
     CallbackReporter,
     MoveStats,
-    NullProgress,
     NullReporter,
     ProgressSnapshot,
     Reporter,
-    TqdmProgress,
     TqdmReporter,
     WidgetReporter,
-    make_progress,
     make_reporter,
 )
 
@@ -300,18 +297,6 @@ def test_widget_without_ipywidgets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     with pytest.raises(InputError, match="pip install ipywidgets"):
         make_reporter("widget", MoveStats())
-
-
-def test_the_older_interface_still_works(capsys: pytest.CaptureFixture[str]) -> None:
-    assert isinstance(make_progress(False), NullProgress)
-    with pytest.raises(ValueError, match="unknown progress mode"):
-        make_progress("bar")  # type: ignore[arg-type]
-    bar = make_progress("tqdm")
-    assert isinstance(bar, TqdmProgress)
-    bar.set_total(2)
-    bar.advance(2, 2_000_000)
-    bar.close(complete=True)
-    assert "2/2" in capsys.readouterr().err
 
 
 def test_importing_the_module_imports_no_ui_or_pandas() -> None:
