@@ -30,6 +30,7 @@ def move(
     errors: Literal["raise", "ignore"] = "raise",
     layout: Layout = "hierarchical",
     resume: bool = False,
+    batch: int = 1,
     **session_options: Any,
 ) -> pd.DataFrame:
     """Move studies, series or instances from a PACS and return the manifest.
@@ -73,6 +74,10 @@ def move(
     resume : bool
         Skip requests that an earlier run into ``out`` completed (its journal
         says so and the files are there with their sizes); fetch the rest.
+    batch : int
+        Group up to ``batch`` rows of the same parent into one C-MOVE listing
+        their UIDs (default 1: one C-MOVE per row). Identical rows are always
+        moved once.
     **session_options
         Further :class:`~dicommove.engine.Session` options: ``workers``
         (parallel associations, default 2), ``retries``, timeouts
@@ -99,7 +104,9 @@ def move(
         layout=layout,
         **session_options,
     ) as session:
-        return session.move(uids, strict=strict, progress=progress, errors=errors, resume=resume)
+        return session.move(
+            uids, strict=strict, progress=progress, errors=errors, resume=resume, batch=batch
+        )
 
 
 def start(
@@ -116,6 +123,7 @@ def start(
     errors: Literal["raise", "ignore"] = "raise",
     layout: Layout = "hierarchical",
     resume: bool = False,
+    batch: int = 1,
     **session_options: Any,
 ) -> MoveJob:
     """Start :func:`move` in the background and return a :class:`~dicommove.MoveJob` at once.
@@ -143,7 +151,9 @@ def start(
         **session_options,
     )
     try:
-        job = session.start(uids, strict=strict, progress=progress, errors=errors, resume=resume)
+        job = session.start(
+            uids, strict=strict, progress=progress, errors=errors, resume=resume, batch=batch
+        )
     except BaseException:
         session.close()
         raise

@@ -221,6 +221,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="parallel C-MOVE associations (default: 2)",
     )
     mv.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="group up to N rows of the same parent into one C-MOVE (default: 1)",
+    )
+    mv.add_argument(
         "--resume",
         action="store_true",
         help="skip requests an earlier run into DIR completed (its journal says so and the "
@@ -368,6 +375,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
             workers=args.workers,
             retries=args.retries,
             resume=args.resume,
+            batch=args.batch,
             allowed_aes=args.allowed_aes,
             allowed_hosts=args.allowed_hosts,
             unrequested=args.unrequested,

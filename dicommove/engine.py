@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -47,7 +47,7 @@ from .journal import Journal, JournalEntry, request_key
 from .manifest import PROBLEM_STATUSES, build
 from .node import DEFAULT_CALLED_AE, Node, validate_ae_title
 from .progress import MoveStats, ProgressMode, ProgressSnapshot, Reporter, make_reporter
-from .query import Model, Query, Request, to_requests
+from .query import UNIQUE_KEYS, Model, Planned, Query, Request, plan, to_requests
 from .scp import (
     DEFAULT_MAX_PDU,
     IMPLEMENTATION_CLASS_UID,
@@ -247,6 +247,8 @@ class _RequestState:
     cancelled: bool = False
     finished: bool = False
     received: list[_Arrival] = field(default_factory=list)
+    sources: dict[str, Hashable] = field(default_factory=dict)  # retrieve UID -> input row
+    duplicates: tuple[tuple[Hashable, Hashable], ...] = ()  # folded identical input rows
     final_status: int | None = None
     error_comment: str = ""
     completed: int = 0
@@ -635,6 +637,7 @@ class Session:
         progress: Progress = "auto",
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
+        batch: int = 1,
     ) -> pd.DataFrame:
         """Move the instances that ``what`` identifies, and return the manifest.
 
@@ -664,6 +667,13 @@ class Session:
             once their files are checked to exist with their recorded sizes;
             their rows are taken from the journal. Everything else is asked for
             again. Needs our own store SCP (no ``move_destination``).
+        batch : int
+            Group up to ``batch`` input rows of the same parent (studies, series
+            of one study, instances of one series) into one C-MOVE listing their
+            UIDs (default 1: one C-MOVE per row). Identical rows are always
+            folded into one C-MOVE; each gets a ``duplicate`` row pointing at
+            the first. Every manifest row's ``request`` is the input row that
+            asked for its UID.
 
         Returns
         -------
@@ -686,12 +696,12 @@ class Session:
         """
         if errors not in ("raise", "ignore"):
             raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
-        requests = to_requests(what, model=self.model, strict=strict)
-        return self._run_move(requests, progress=progress, errors=errors, resume=resume)
+        planned = plan(to_requests(what, model=self.model, strict=strict), batch=batch)
+        return self._run_move(planned, progress=progress, errors=errors, resume=resume)
 
     def _run_move(
         self,
-        requests: list[Request],
+        requests: list[Planned],
         *,
         progress: Progress,
         errors: Literal["raise", "ignore"],
@@ -728,6 +738,7 @@ class Session:
         progress: Progress = "auto",
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
+        batch: int = 1,
     ) -> MoveJob:
         """Start :meth:`move` in the background and return its :class:`MoveJob` at once.
 
@@ -736,7 +747,7 @@ class Session:
         """
         if errors not in ("raise", "ignore"):
             raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
-        requests = to_requests(what, model=self.model, strict=strict)  # bad input raises here
+        requests = plan(to_requests(what, model=self.model, strict=strict), batch=batch)
         self._check_open()
         # Made here, in the caller's thread: a notebook panel shows in the caller's cell,
         # and its Cancel button works because the kernel stays free.
@@ -774,14 +785,24 @@ class Session:
 
     def _move(
         self,
-        requests: list[Request],
+        requests: list[Planned],
         *,
         stats: MoveStats,
         reporter: Reporter,
         errors: Literal["raise", "ignore"],
         resume: bool,
     ) -> pd.DataFrame:
-        states = [_RequestState(r, 0, key=request_key(r.query), query=r.query) for r in requests]
+        states = [
+            _RequestState(
+                p.request,
+                0,
+                key=request_key(p.request.query),
+                query=p.request.query,
+                sources=p.sources,
+                duplicates=p.duplicates,
+            )
+            for p in requests
+        ]
         journal = Journal(self.out) if self.local_destination else None
         if resume and journal is not None:
             earlier = journal.load()
@@ -1157,7 +1178,8 @@ class Session:
                 rows.extend(self._state_rows(state, None))
                 continue
             for arrival in list(state.received):
-                rows.append(self._instance_row(state.request.index, arrival, None))
+                row = self._instance_row(state.request.index, arrival, None)
+                rows.append(self._labelled(state, row))
             rows.append(
                 {
                     **self._request_base(state),
@@ -1396,9 +1418,35 @@ class Session:
     def _state_rows(
         self, state: _RequestState, failure: DicomMoveError | None
     ) -> Iterator[dict[str, Any]]:
-        if state.resumed is None:
-            yield from self._rows(state, failure)
-            return
+        """Yield the rows of one request, each labelled with the input row it answers."""
+        rows = self._rows(state, failure) if state.resumed is None else self._resumed_rows(state)
+        for row in rows:
+            yield self._labelled(state, row)
+        base = self._request_base(state)
+        level = state.request.query.level
+        for label, first in state.duplicates:
+            row = {
+                **base,
+                "request": label,
+                "status": "duplicate",
+                "reason": f"the same request as row {first!r}, moved once: see its rows",
+            }
+            uids = [uid for uid, owner in state.sources.items() if owner == first]
+            if level is not None and len(uids) == 1:  # its own UID, not the whole batch's
+                row[UNIQUE_KEYS[level]] = uids[0]
+            yield row
+
+    def _labelled(self, state: _RequestState, row: dict[str, Any]) -> dict[str, Any]:
+        """Set a row's ``request`` to the input row that asked for its retrieve-level UID."""
+        level = (state.query or state.request.query).level
+        if len(state.sources) > 1 and level is not None:
+            owner = state.sources.get(row.get(UNIQUE_KEYS[level]) or "")
+            if owner is not None:
+                row["request"] = owner
+        return row
+
+    def _resumed_rows(self, state: _RequestState) -> Iterator[dict[str, Any]]:
+        assert state.resumed is not None
         root = self.out.absolute()
         for rec in state.resumed.instances.values():
             yield {
@@ -1603,7 +1651,7 @@ class MoveJob:
     def __init__(
         self,
         session: Session,
-        requests: list[Request],
+        requests: list[Planned],
         *,
         stats: MoveStats,
         reporter: Reporter,
@@ -1627,7 +1675,7 @@ class MoveJob:
 
     def _run(
         self,
-        requests: list[Request],
+        requests: list[Planned],
         stats: MoveStats,
         reporter: Reporter,
         errors: Literal["raise", "ignore"],

@@ -78,11 +78,13 @@ __all__ = [
     "UNIQUE_KEYS",
     "Level",
     "Model",
+    "Planned",
     "Query",
     "Request",
     "Value",
     "parse_assignment",
     "parse_selector",
+    "plan",
     "read_query_dataset",
     "read_query_file",
     "to_requests",
@@ -1104,6 +1106,122 @@ class Request:
 
     index: Hashable
     query: Query
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A C-MOVE to send, made of one or more input rows (see :func:`plan`).
+
+    Parameters
+    ----------
+    request : Request
+        What to send; its ``index`` is the first input row's label.
+    sources : dict
+        Retrieve-level UID -> the label of the input row that asked for it (the
+        first one, when several identical rows did).
+    duplicates : tuple of (label, label)
+        Input rows identical to an earlier one, as (its label, the earlier
+        row's label): folded into this C-MOVE, not sent again.
+    """
+
+    request: Request
+    sources: dict[str, Hashable]
+    duplicates: tuple[tuple[Hashable, Hashable], ...] = ()
+
+
+def plan(requests: list[Request], *, batch: int = 1) -> list[Planned]:
+    """Fold identical requests and, with ``batch > 1``, group siblings into one C-MOVE.
+
+    Identical requests (same identifier and model) are sent once; the later
+    rows are kept as :attr:`Planned.duplicates`. With ``batch=N``, requests at
+    the same level that differ only in their retrieve-level UID (rows of the
+    same parent: studies of Study Root, series of one study, instances of one
+    series) are grouped, in input order, into C-MOVEs listing up to N UIDs
+    (PS3.4 C.4.2.2.1 allows a list of UIDs at the retrieve level).
+
+    Parameters
+    ----------
+    requests : list of Request
+        From :func:`to_requests`.
+    batch : int
+        UIDs per C-MOVE at most (1: one C-MOVE per request).
+
+    Returns
+    -------
+    list of Planned
+
+    Raises
+    ------
+    QueryError
+        If ``batch`` is not a positive integer.
+    """
+    if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
+        raise QueryError(f"batch={batch!r}: use a positive number of UIDs per C-MOVE")
+    folded: dict[Query, list[Hashable]] = {}
+    for request in requests:
+        folded.setdefault(request.query, []).append(request.index)
+    singles: list[Planned] = []
+    groups: dict[tuple[Any, ...], list[tuple[Query, list[Hashable]]]] = {}
+    order: list[tuple[str, Any]] = []  # the output order: singles and groups as first seen
+    for query, labels in folded.items():
+        level = query.level
+        uids = query.retrieve_uids()
+        if batch == 1 or level is None or not uids:
+            order.append(("single", len(singles)))
+            singles.append(_planned(query, labels))
+            continue
+        tag = _UNIQUE_TAGS[level]
+        parent = tuple(
+            (t, tuple(v) if isinstance(v, list) else v) for t, v in query.elements if t != tag
+        )
+        key = (query.information_model, parent)
+        if key not in groups:
+            groups[key] = []
+            order.append(("group", key))
+        groups[key].append((query, labels))
+    planned: list[Planned] = []
+    for kind, ref in order:
+        if kind == "single":
+            planned.append(singles[ref])
+            continue
+        chunk: list[tuple[str, Hashable]] = []
+        duplicates: list[tuple[Hashable, Hashable]] = []
+        first: Query | None = None
+        for query, labels in groups[ref]:
+            first = first or query
+            for uid in query.retrieve_uids():
+                chunk.append((uid, labels[0]))
+                if len(chunk) == batch:
+                    planned.append(_batched(first, chunk, duplicates))
+                    chunk, duplicates = [], []
+            duplicates.extend((label, labels[0]) for label in labels[1:])
+        if chunk:
+            assert first is not None
+            planned.append(_batched(first, chunk, duplicates))
+        elif duplicates:  # the last chunk was flushed full: its rows keep their duplicates
+            last = planned[-1]
+            planned[-1] = dataclasses.replace(last, duplicates=(*last.duplicates, *duplicates))
+    return planned
+
+
+def _planned(query: Query, labels: list[Hashable]) -> Planned:
+    return Planned(
+        Request(labels[0], query),
+        {uid: labels[0] for uid in query.retrieve_uids()},
+        tuple((label, labels[0]) for label in labels[1:]),
+    )
+
+
+def _batched(
+    template: Query,
+    chunk: list[tuple[str, Hashable]],
+    duplicates: list[tuple[Hashable, Hashable]],
+) -> Planned:
+    level = template.level
+    assert level is not None
+    uids = [uid for uid, _ in chunk]
+    query = template.set(_UNIQUE_TAGS[level], uids if len(uids) > 1 else uids[0])
+    return Planned(Request(chunk[0][1], query), dict(chunk), tuple(duplicates))
 
 
 _ACCEPTED_INPUTS = (

@@ -401,3 +401,29 @@ def test_the_widget_cancel_button_cancels_a_background_job(
     assert reporter._bar.bar_style == "danger"  # red: the move ended cancelled
     assert reporter.cancel_button.disabled
     assert "cancelled" in reporter.text()
+
+
+# -- batches and duplicate rows ------------------------------------------------------------
+
+
+def test_batched_moves_map_every_instance_back_to_its_row(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    uids = studies(demo_cohort)
+    frame = pd.DataFrame(
+        {"StudyInstanceUID": [*uids, uids[0]]}, index=["a", "b", "c", "d", "again"]
+    )
+    df = run(demo_pacs, frame, tmp_path, store_port, batch=3)
+    sent = [
+        list(ds.StudyInstanceUID) if ds["StudyInstanceUID"].VM > 1 else [ds.StudyInstanceUID]
+        for ds in demo_pacs.move_requests
+    ]
+    assert sorted(map(len, sent)) == [1, 3]  # 4 studies in 2 C-MOVEs
+    instances = df[df["SOPInstanceUID"].notna()]
+    assert (instances["status"] == "received").all()
+    assert len(instances) == len(demo_cohort)
+    for label, uid in frame["StudyInstanceUID"].iloc[:4].items():
+        assert set(instances.loc[instances["request"] == label, "StudyInstanceUID"]) == {uid}
+    (dup,) = df[df["request"] == "again"].itertuples()
+    assert dup.status == "duplicate" and "'a'" in dup.reason
+    assert dup.StudyInstanceUID == uids[0]
