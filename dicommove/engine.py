@@ -100,6 +100,11 @@ DESTINATION_UNKNOWN = 0xA801
 OUT_OF_RESOURCES_SUBOPS = 0xA702  # transient: retried
 #: How long a worker waits for a response before it looks at cancel and timeouts again.
 _POLL = 0.25
+#: Sub-operation counters are US: a PACS cannot count more (PS3.7 C.4.2.1.5...).
+_MAX_SUBOPERATIONS = 0xFFFF
+_QR_LEVEL, _PATIENT_ID, _STUDY_UID, _SERIES_UID = 0x00080052, 0x00100020, 0x0020000D, 0x0020000E
+#: What _attempt returns when a request must be split into series-level moves.
+_SPLIT = "split into series"
 
 #: C-MOVE status codes (PS3.4 C.4.2.1.5) and what they mean.
 STATUS_TEXT: dict[int, str] = {
@@ -245,6 +250,7 @@ class _RequestState:
     started_at: float = 0.0
     timed_out: str = ""  # why it timed out, if it did
     cancelled: bool = False
+    split: bool = False  # too many sub-operations to count: being moved series by series
     finished: bool = False
     received: list[_Arrival] = field(default_factory=list)
     sources: dict[str, Hashable] = field(default_factory=dict)  # retrieve UID -> input row
@@ -993,6 +999,9 @@ class Session:
             error: DicomMoveError | None = None
             try:
                 transient = self._attempt(state, worker)
+                if transient == _SPLIT:
+                    self._run_split(state, worker)
+                    return
             except ConnectError as exc:
                 transient, error = str(exc), exc
             except AssociationRejected as exc:
@@ -1021,6 +1030,56 @@ class Session:
             delay *= 2
             self._narrow(state)
 
+    def _run_split(self, state: _RequestState, worker: int) -> None:
+        """Move a request the PACS cannot count (over 65,535 instances) one series at a time.
+
+        What arrived before the C-CANCEL is kept; those instances come again with
+        their series and are recognised as copies (``duplicate``, counted once).
+        """
+        query = state.request.query
+        logger.warning(
+            "%s: the PACS announced %d or more sub-operations, more than a C-MOVE response "
+            "can count; moving it series by series (C-FIND)",
+            query,
+            _MAX_SUBOPERATIONS,
+        )
+        state.split = False
+        state.aborted = ""
+        self._update_total()
+        parts = self._series_of(query, worker)
+        if not parts:
+            state.final_status = None
+            state.aborted = (
+                "the PACS announced more than 65,535 sub-operations, and its series could not "
+                "be listed (C-FIND) to move them one by one"
+            )
+            return
+        counts = [0, 0, 0]
+        failed_uids: list[str] = []
+        worst = SUCCESS
+        for part in parts:
+            if self._stop.is_set():
+                break
+            state.query = part
+            self._attempt(state, worker, allow_split=False)
+            counts = [
+                counts[0] + state.completed,
+                counts[1] + state.failed,
+                counts[2] + state.warning,
+            ]
+            failed_uids += state.failed_uids
+            code = state.final_status
+            if state.aborted or state.cancelled or state.timed_out:
+                break
+            if code != SUCCESS and (worst in (SUCCESS, WARNING)):
+                worst = code if code is not None else worst
+        state.query = query
+        state.completed, state.failed, state.warning = counts
+        state.remaining = 0
+        state.failed_uids = failed_uids
+        if not (state.aborted or state.cancelled or state.timed_out):
+            state.final_status = worst
+
     def _others_connected(self, worker: int) -> bool:
         with self._assoc_lock:
             return any(a.established for w, a in self._assocs.items() if w != worker)
@@ -1035,8 +1094,13 @@ class Session:
         if wanted:
             state.query = query.where(SOPInstanceUID=wanted)
 
-    def _attempt(self, state: _RequestState, worker: int) -> str:
-        """Send one C-MOVE and record its responses; return why to retry, or ``""``."""
+    def _attempt(self, state: _RequestState, worker: int, *, allow_split: bool = True) -> str:
+        """Send one C-MOVE and record its responses; return why to retry, or ``""``.
+
+        Returns :data:`_SPLIT` when the PACS announced more sub-operations than it
+        can count (65,535) for a PATIENT or STUDY request: it was cancelled, to be
+        moved series by series.
+        """
         assoc = self._associate(worker)
         query = state.query or state.request.query
         sop_class = _MOVE_MODELS[query.information_model]
@@ -1075,7 +1139,7 @@ class Session:
                     break
                 now = time.monotonic()
                 if cancel_sent is None:
-                    if self._should_cancel(state, now):
+                    if state.split or self._should_cancel(state, now):
                         self._stats.worker(worker, "cancelling")
                         logger.warning("sending C-CANCEL for message %d", message_id)
                         cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=message_id)
@@ -1103,6 +1167,12 @@ class Session:
                     self._update_total()
                     done = state.completed + state.failed + state.warning
                     self._stats.request_progress(id(state), f"{label}  {done}/{state.expected}")
+                    if (
+                        allow_split
+                        and state.expected >= _MAX_SUBOPERATIONS
+                        and query.level in ("PATIENT", "STUDY")
+                    ):
+                        state.split = True  # the loop sends the C-CANCEL
                     continue
                 state.final_status = code
                 state.error_comment = rsp.text(0x0902)
@@ -1116,6 +1186,8 @@ class Session:
         finally:
             with self._route_lock:
                 self._active.pop(message_id, None)
+        if state.split and not (state.cancelled or state.timed_out):
+            return _SPLIT
         if state.cancelled or state.timed_out:
             return ""  # we stopped it ourselves: no retry
         self._check_destination(state, worker)
@@ -1350,6 +1422,11 @@ class Session:
 
     def _count_matches(self, query: Query, worker: int = 0) -> int | None:
         """Count C-FIND matches for a query's keys; ``None`` if C-FIND is not possible."""
+        found = self._find(query, worker)
+        return None if found is None else len(found)
+
+    def _find(self, query: Query, worker: int = 0) -> list[Any] | None:
+        """Run a C-FIND; return the matches (pydicom Datasets), ``None`` if it failed."""
         try:
             assoc = self._associate(worker)
         except DicomMoveError:
@@ -1361,22 +1438,56 @@ class Session:
         command = _ul.encode_request(
             _ul.C_FIND_RQ, self._next_message_id(), sop_class=sop_class, has_dataset=True
         )
-        matches = 0
+        matches: list[Any] = []
         try:
             assoc.send(cx_id, command, _encode_identifier(query.to_dataset(), syntax))
             while True:
-                code = assoc.receive().status
-                if code in PENDING:
-                    matches += 1
+                rsp = assoc.receive()
+                if rsp.status in PENDING:
+                    matches.append(_decode_identifier(rsp.dataset or b"", syntax))
                     continue
-                if code != SUCCESS:
+                if rsp.status != SUCCESS:
                     return None
                 break
         except Aborted:
             self._drop_association(worker)
             return None
-        logger.debug("C-FIND %s: %d matches", query, matches)
+        logger.debug("C-FIND %s: %d matches", query, len(matches))
         return matches
+
+    def _series_of(self, query: Query, worker: int) -> list[Query] | None:
+        """List a PATIENT or STUDY request's series as series-level queries (C-FIND)."""
+        model = query.information_model
+        patients = _value_list(query.get("PatientID")) if model == "patient" else []
+        patient = patients[0] if len(patients) == 1 else None
+        if query.level == "PATIENT":
+            studies: list[tuple[str | None, str]] = []
+            for patient_id in query.retrieve_uids():
+                found = self._find(
+                    Query(
+                        ((_QR_LEVEL, "STUDY"), (_PATIENT_ID, patient_id), (_STUDY_UID, "")),
+                        model,
+                    ),
+                    worker,
+                )
+                if found is None:
+                    return None
+                studies += [(patient_id, str(ds.get("StudyInstanceUID", ""))) for ds in found]
+        else:
+            studies = [(patient, uid) for uid in query.retrieve_uids()]
+        parts: list[Query] = []
+        for pid, study in studies:
+            keys: list[tuple[int, Any]] = [(_QR_LEVEL, "SERIES"), (_STUDY_UID, study)]
+            if model == "patient":
+                keys.append((_PATIENT_ID, pid))
+            found = self._find(Query((*keys, (_SERIES_UID, "")), model), worker)
+            if found is None:
+                return None
+            for ds in found:
+                series = str(ds.get("SeriesInstanceUID", ""))
+                if series:
+                    parts.append(Query((*keys, (_SERIES_UID, series)), model))
+        return parts
 
     # -- manifest ----------------------------------------------------------
     def _manifest(

@@ -427,3 +427,35 @@ def test_batched_moves_map_every_instance_back_to_its_row(
     (dup,) = df[df["request"] == "again"].itertuples()
     assert dup.status == "duplicate" and "'a'" in dup.reason
     assert dup.StudyInstanceUID == uids[0]
+
+
+# -- more than 65,535 sub-operations ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["study", "patient"])
+def test_a_request_too_big_to_count_is_moved_series_by_series(
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
+    tmp_path: Path,
+    model: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The PACS says 65,535 remaining (the most a US can say): C-CANCEL, C-FIND, series moves."""
+    demo_pacs.faults.overflow_counts = True
+    demo_pacs.faults.delay_per_store = 0.02  # the C-CANCEL arrives while the move runs
+    patient = demo_cohort["PatientID"].iloc[0]
+    rows = demo_cohort[demo_cohort["PatientID"] == patient]
+    what: Any = Query.patient(patient) if model == "patient" else studies(rows)
+    with caplog.at_level(logging.WARNING, logger="dicommove"):
+        df = run(demo_pacs, what, tmp_path, store_port, model=model, workers=1)
+    assert "series by series" in caplog.text
+    arrived = df[df["status"] == "received"]
+    assert sorted(arrived["SOPInstanceUID"]) == sorted(rows["SOPInstanceUID"])
+    assert set(df["status"]) <= {"received", "duplicate"}, df[["status", "reason"]]
+    levels = [str(ds.QueryRetrieveLevel) for ds in demo_pacs.move_requests]
+    top = "PATIENT" if model == "patient" else "STUDY"
+    n_series = rows["SeriesInstanceUID"].nunique()
+    assert levels.count("SERIES") == n_series
+    assert levels.count(top) == (1 if model == "patient" else rows["StudyInstanceUID"].nunique())
+    assert demo_pacs.find_requests  # the series were listed with C-FIND

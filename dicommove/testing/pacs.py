@@ -218,6 +218,10 @@ class PacsFaults:
         How long a stall lasts at most.
     ignore_cancel : bool
         Do not notice C-CANCEL requests (a stalled PACS stays silent).
+    overflow_counts : bool
+        In the pending responses of PATIENT- and STUDY-level C-MOVEs, report
+        65,535 remaining sub-operations: what a PACS can say at most (US) when
+        a request holds more instances than that.
     """
 
     move_status: int | None = None
@@ -231,6 +235,7 @@ class PacsFaults:
     stall_after: int | None = None
     stall_seconds: float = 60.0
     ignore_cancel: bool = False
+    overflow_counts: bool = False
 
     def clear(self) -> None:
         """Remove every fault."""
@@ -245,6 +250,7 @@ class PacsFaults:
         self.stall_after = None
         self.stall_seconds = 60.0
         self.ignore_cancel = False
+        self.overflow_counts = False
 
 
 class _Refused(Exception):
@@ -552,6 +558,7 @@ class _ResponseHook:
         self._pacs = pacs
         self._send = send
         self._final: dict[int, tuple[int | None, str, bool]] = {}
+        self.overflow: set[int] = set()  # message IDs whose counts say 65,535 remaining
 
     def override(self, msg_id: int, status: int | None, comment: str = "") -> None:
         """Send the final response to `msg_id` with `status` and `comment`."""
@@ -571,6 +578,8 @@ class _ResponseHook:
             if status in (_PENDING, 0xFF01):
                 if self._pacs.faults.skip_pending or self._final.get(msg_id, (0, "", False))[2]:
                     return
+                if msg_id in self.overflow:
+                    primitive.NumberOfRemainingSuboperations = 0xFFFF
             else:
                 status_override, comment, suppress = self._final.pop(msg_id, (None, "", False))
                 if suppress:
@@ -1152,6 +1161,9 @@ class DemoPACS:
         faults = self.faults
         if faults.move_status is not None:
             hook.override(msg_id, faults.move_status, faults.error_comment)
+        model = str(event.request.AffectedSOPClassUID)
+        if faults.overflow_counts and _query_level(query, model) in ("PATIENT", "STUDY"):
+            hook.overflow.add(msg_id)
         LOGGER.info(
             "DemoPACS: C-MOVE %d from %s: %d instances to %s at %s:%d",
             msg_id,
