@@ -19,6 +19,7 @@ import io
 import itertools
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -355,7 +356,8 @@ class Session:
         How often a request is tried again after a transient failure (default
         3): connection refused or reset, association aborted, association
         rejected as transient (busy), status 0xA702 (out of resources). Waits
-        ``retry_backoff`` s before the first retry and doubles it each time. A
+        about ``retry_backoff`` s (with a random jitter of +-50 %) before the
+        first retry and doubles it each time. A
         retry of an IMAGE-level request asks only for the instances that have
         not arrived.
     retry_backoff : float
@@ -470,6 +472,8 @@ class Session:
         self._abort_now = threading.Event()  # a second Ctrl-C: abort at once
         self._deadline_passed = False
         self._why_stop = ""  # interrupt, cancel, deadline or fatal
+        self._retired = 0  # workers that stopped for want of an association, this round
+        self._live: set[int] = set()  # workers running now
         self._states: list[_RequestState] = []
         self._journal: Journal | None = None
         self._route_lock = threading.Lock()
@@ -911,18 +915,34 @@ class Session:
         return df
 
     def _run_workers(self, todo: deque[_RequestState]) -> bool:
-        """Run the requests on the workers; return whether Ctrl-C interrupted them."""
-        threads = [
-            threading.Thread(
-                target=self._worker, args=(i, todo), name=f"dicommove-move-{i}", daemon=True
-            )
-            for i in range(min(self.workers, len(todo)))
-        ]
-        for thread in threads:
-            thread.start()
+        """Run the requests on the workers; return whether Ctrl-C interrupted them.
+
+        A worker that cannot get an association while others have one hands its
+        request back and stops; requests handed back after the last worker ended
+        run in another round, with as many workers as had an association.
+        """
         deadline = None if self.deadline is None else time.monotonic() + self.deadline
+        workers = self.workers
+        threads: list[threading.Thread] = []
         try:
-            self._join(threads, deadline)
+            while todo and not self._stop.is_set():
+                self._retired = 0
+                with self._assoc_lock:  # workers that have an association go first
+                    connected = [w for w, a in sorted(self._assocs.items()) if a.established]
+                spare = [w for w in range(self.workers) if w not in connected]
+                threads = [
+                    threading.Thread(
+                        target=self._worker,
+                        args=(i, todo),
+                        name=f"dicommove-move-{i}",
+                        daemon=True,
+                    )
+                    for i in (connected + spare)[: min(workers, len(todo))]
+                ]
+                for thread in threads:
+                    thread.start()
+                self._join(threads, deadline)
+                workers = max(1, len(threads) - self._retired)
             return False
         except KeyboardInterrupt:
             logger.warning(
@@ -952,9 +972,13 @@ class Session:
 
     def _worker(self, worker: int, todo: deque[_RequestState]) -> None:
         """Take requests off the shared queue until it is empty or the move stops."""
+        with self._route_lock:
+            self._live.add(worker)
         try:
             self._work(worker, todo)
         finally:
+            with self._route_lock:
+                self._live.discard(worker)
             self._stats.worker(worker, "done")
 
     def _work(self, worker: int, todo: deque[_RequestState]) -> None:
@@ -973,8 +997,10 @@ class Session:
                 )
                 if state.started_at == 0.0:
                     state.attempts = 0
+                with self._route_lock:
+                    self._retired += 1
                 todo.appendleft(state)
-                return  # (not finished: another worker runs it)
+                return  # (not finished: another worker, or the next round, runs it)
             except DicomMoveError as exc:
                 with self._route_lock:
                     if self._fatal is None:
@@ -1007,8 +1033,8 @@ class Session:
             except AssociationRejected as exc:
                 if exc.result != 2:  # permanent: a configuration error, no retry
                     raise
-                if self._others_connected(worker):
-                    raise _Retire from exc
+                if self._others_connected(worker) or self._lower_worker_live(worker):
+                    raise _Retire from exc  # let one worker find out what the PACS allows
                 transient, error = str(exc), exc
             if not transient or self._stop.is_set():
                 return
@@ -1016,16 +1042,17 @@ class Session:
                 if error is not None:
                     raise error  # the PACS cannot be reached at all: stop the move
                 return  # the rows say what failed
+            wait = delay * random.uniform(0.5, 1.5)  # jitter: workers do not retry in step
             logger.warning(
-                "%s: %s; retry %d of %d in %g s",
+                "%s: %s; retry %d of %d in %.2g s",
                 state.request.query,
                 transient,
                 state.attempts,
                 self.retries,
-                delay,
+                wait,
             )
-            self._stats.worker(worker, f"retry in {delay:g}s")
-            if self._cancel.wait(delay):
+            self._stats.worker(worker, f"retry in {wait:.1f}s")
+            if self._cancel.wait(wait):
                 return
             delay *= 2
             self._narrow(state)
@@ -1080,9 +1107,16 @@ class Session:
         if not (state.aborted or state.cancelled or state.timed_out):
             state.final_status = worst
 
+    def _lower_worker_live(self, worker: int) -> bool:
+        with self._route_lock:
+            return any(w < worker for w in self._live)
+
     def _others_connected(self, worker: int) -> bool:
+        """Whether another running worker holds an association (and can take our request)."""
+        with self._route_lock:
+            live = set(self._live)
         with self._assoc_lock:
-            return any(a.established for w, a in self._assocs.items() if w != worker)
+            return any(a.established for w, a in self._assocs.items() if w != worker and w in live)
 
     def _narrow(self, state: _RequestState) -> None:
         """Ask a retry only for what has not arrived, where the request lists instances."""

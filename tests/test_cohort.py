@@ -86,7 +86,10 @@ def test_fewer_associations_than_workers_the_rest_carry_on(
     """Case 4: a PACS that takes one association: the extra workers stop, nothing is lost."""
     demo_pacs.maximum_associations = 1
     with caplog.at_level(logging.WARNING, logger="dicommove"):
-        df = run(demo_pacs, studies(demo_cohort), tmp_path, store_port, workers=3, **FAST)
+        # (a backoff long enough for an association of the previous test to end)
+        df = run(
+            demo_pacs, studies(demo_cohort), tmp_path, store_port, workers=3, retry_backoff=0.2
+        )
     assert (df["status"] == "received").all(), df[["status", "reason"]]
     assert len(df) == len(demo_cohort)
     assert "the other workers carry on" in caplog.text
