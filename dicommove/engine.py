@@ -104,6 +104,7 @@ _POLL = 0.25
 #: Sub-operation counters are US: a PACS cannot count more (PS3.7 C.4.2.1.5...).
 _MAX_SUBOPERATIONS = 0xFFFF
 _QR_LEVEL, _PATIENT_ID, _STUDY_UID, _SERIES_UID = 0x00080052, 0x00100020, 0x0020000D, 0x0020000E
+_SOP_UID = 0x00080018
 #: What _attempt returns when a request must be split into series-level moves.
 _SPLIT = "split into series"
 
@@ -225,6 +226,30 @@ class _Arrival(NamedTuple):
             None if layout else rec.path,
             rec.size,
             rec.received_at,
+        )
+
+
+def _on_disk(entry: JournalEntry, root: Path) -> Iterator[_Arrival]:
+    """Yield the instances a journal entry records whose files are there with their sizes."""
+    for rec in entry.instances.values():
+        path = root / rec["path"]
+        try:
+            if path.stat().st_size != rec["size"]:
+                continue
+        except OSError:
+            continue
+        yield _Arrival(
+            rec["sop"],
+            rec.get("sop_class", ""),
+            rec.get("ts", ""),
+            "received",
+            "on disk from an earlier run (resume=True): not asked for again",
+            rec.get("study", ""),
+            rec.get("series", ""),
+            rec.get("patient", ""),
+            str(path),
+            rec["size"],
+            rec.get("at", 0.0),
         )
 
 
@@ -821,6 +846,8 @@ class Session:
                 if entry is not None and entry.complete and entry.on_disk(journal.root):
                     state.resumed = entry
                     state.finished = True
+                elif entry is not None:  # partly here: only the rest will be asked for
+                    state.received.extend(_on_disk(entry, journal.root))
             skipped = sum(state.resumed is not None for state in states)
             logger.info(
                 "resume: %d of %d requests are complete on disk and skipped",
@@ -1018,16 +1045,32 @@ class Session:
             self._finish(state)
 
     def _run_with_retries(self, state: _RequestState, worker: int) -> None:
-        """Run one request; try again after transient failures, with exponential backoff."""
+        """Run one request; try again after transient failures, with exponential backoff.
+
+        Whenever some of its instances are already here (from an earlier attempt,
+        from before a split, or on disk from an earlier run), only the rest is
+        asked for: see :meth:`_remaining_parts`.
+        """
         delay = self.retry_backoff
         while True:
             state.attempts += 1
             error: DicomMoveError | None = None
             try:
-                transient = self._attempt(state, worker)
-                if transient == _SPLIT:
-                    self._run_split(state, worker)
-                    return
+                parts = self._remaining_parts(state, worker) if state.received else None
+                if parts is not None:
+                    transient = self._run_parts(state, worker, parts)
+                else:
+                    transient = self._attempt(state, worker)
+                    if transient == _SPLIT:
+                        logger.warning(
+                            "%s: the PACS announced %d or more sub-operations, more than a "
+                            "C-MOVE response can count; moving it series by series (C-FIND)",
+                            state.request.query,
+                            _MAX_SUBOPERATIONS,
+                        )
+                        state.split = False
+                        parts = self._remaining_parts(state, worker, whole=True)
+                        transient = self._run_parts(state, worker, parts)
             except ConnectError as exc:
                 transient, error = str(exc), exc
             except AssociationRejected as exc:
@@ -1055,40 +1098,89 @@ class Session:
             if self._cancel.wait(wait):
                 return
             delay *= 2
-            self._narrow(state)
 
-    def _run_split(self, state: _RequestState, worker: int) -> None:
-        """Move a request the PACS cannot count (over 65,535 instances) one series at a time.
+    def _remaining_parts(
+        self, state: _RequestState, worker: int, *, whole: bool = False
+    ) -> list[Query] | None:
+        """Return the C-MOVEs that ask only for what has not arrived; ``None``: ask again whole.
 
-        What arrived before the C-CANCEL is kept; those instances come again with
-        their series and are recognised as copies (``duplicate``, counted once).
+        IMAGE requests list their instances: the missing ones are asked for. For
+        PATIENT, STUDY and SERIES requests the series are listed (C-FIND); a
+        series of which nothing arrived is asked for whole, a series of which
+        some instances arrived has its instances listed (C-FIND) and only the
+        missing ones are asked for. ``whole=True`` (a request too big to count)
+        always splits it into series. Without C-FIND, ``None``.
         """
         query = state.request.query
-        logger.warning(
-            "%s: the PACS announced %d or more sub-operations, more than a C-MOVE response "
-            "can count; moving it series by series (C-FIND)",
+        level = query.level
+        model = query.information_model
+        arrived: dict[str, set[str]] = {}
+        for arrival in state.received:
+            if arrival.status in _ARRIVED:
+                arrived.setdefault(arrival.series_instance_uid, set()).add(arrival.sop_instance_uid)
+        done = {sop for sops in arrived.values() for sop in sops}
+        if level == "IMAGE":
+            wanted = [u for u in query.retrieve_uids() if u not in done]
+            return [query.where(SOPInstanceUID=wanted)] if wanted else []
+        if level == "SERIES":
+            study = _value_list(query.get("StudyInstanceUID"))
+            if len(study) != 1:
+                return None
+            keys: list[tuple[int, Any]] = [(_QR_LEVEL, "SERIES"), (_STUDY_UID, study[0])]
+            if model == "patient":
+                keys.append((_PATIENT_ID, query.get("PatientID")))
+            series = [Query((*keys, (_SERIES_UID, uid)), model) for uid in query.retrieve_uids()]
+        elif level in ("PATIENT", "STUDY"):
+            if not done and not whole:
+                return None  # nothing here yet: the request itself is the best ask
+            found = self._series_of(query, worker)
+            if found is None:
+                return None
+            series = found
+        else:
+            return None
+        parts: list[Query] = []
+        for part in series:
+            got = arrived.get(str(part.get("SeriesInstanceUID")), set())
+            if not got:
+                parts.append(part)
+                continue
+            images = part.set(_QR_LEVEL, "IMAGE").set(_SOP_UID, "")
+            found_images = self._find(images, worker)
+            if found_images is None:
+                parts.append(part)  # ask for the series again: copies are counted once
+                continue
+            expected = {str(ds.get("SOPInstanceUID", "")) for ds in found_images}
+            missing = sorted(expected - got - {""})
+            if missing:
+                parts.append(images.set(_SOP_UID, missing if len(missing) > 1 else missing[0]))
+        logger.info(
+            "%s: %d instances already here; asking for the rest in %d C-MOVE(s)",
             query,
-            _MAX_SUBOPERATIONS,
+            len(done),
+            len(parts),
         )
-        state.split = False
-        state.aborted = ""
-        self._update_total()
-        parts = self._series_of(query, worker)
-        if not parts:
-            state.final_status = None
+        return parts
+
+    def _run_parts(self, state: _RequestState, worker: int, parts: list[Query] | None) -> str:
+        """Run the C-MOVEs of :meth:`_remaining_parts` as one request; return why to retry."""
+        query = state.request.query
+        state.aborted, state.final_status = "", None
+        if parts is None:
             state.aborted = (
                 "the PACS announced more than 65,535 sub-operations, and its series could not "
                 "be listed (C-FIND) to move them one by one"
             )
-            return
+            return ""
         counts = [0, 0, 0]
         failed_uids: list[str] = []
         worst = SUCCESS
+        transient = ""
         for part in parts:
             if self._stop.is_set():
                 break
             state.query = part
-            self._attempt(state, worker, allow_split=False)
+            transient = self._attempt(state, worker, allow_split=False)
             counts = [
                 counts[0] + state.completed,
                 counts[1] + state.failed,
@@ -1096,16 +1188,17 @@ class Session:
             ]
             failed_uids += state.failed_uids
             code = state.final_status
-            if state.aborted or state.cancelled or state.timed_out:
+            if transient or state.aborted or state.cancelled or state.timed_out:
                 break
-            if code != SUCCESS and (worst in (SUCCESS, WARNING)):
-                worst = code if code is not None else worst
+            if code != SUCCESS and worst in (SUCCESS, WARNING) and code is not None:
+                worst = code
         state.query = query
         state.completed, state.failed, state.warning = counts
         state.remaining = 0
         state.failed_uids = failed_uids
         if not (state.aborted or state.cancelled or state.timed_out):
             state.final_status = worst
+        return transient
 
     def _lower_worker_live(self, worker: int) -> bool:
         with self._route_lock:
@@ -1117,16 +1210,6 @@ class Session:
             live = set(self._live)
         with self._assoc_lock:
             return any(a.established for w, a in self._assocs.items() if w != worker and w in live)
-
-    def _narrow(self, state: _RequestState) -> None:
-        """Ask a retry only for what has not arrived, where the request lists instances."""
-        query = state.request.query
-        if query.level != "IMAGE":
-            return  # study and series requests are asked for again whole; copies count once
-        arrived = {r.sop_instance_uid for r in state.received if r.status in _ARRIVED}
-        wanted = [u for u in query.retrieve_uids() if u not in arrived]
-        if wanted:
-            state.query = query.where(SOPInstanceUID=wanted)
 
     def _attempt(self, state: _RequestState, worker: int, *, allow_split: bool = True) -> str:
         """Send one C-MOVE and record its responses; return why to retry, or ``""``.
@@ -1628,9 +1711,14 @@ class Session:
         base = self._request_base(state)
         counts = {"completed": state.completed, "failed": state.failed, "warning": state.warning}
         arrived = {r.sop_instance_uid for r in state.received if r.status != "failed"}
+        shown: set[str] = set()
         for rec in state.received:
             if rec.status == "failed" and rec.sop_instance_uid in arrived:
                 continue  # a failed attempt the PACS later repeated successfully
+            if rec.status == "received":
+                if rec.sop_instance_uid in shown:
+                    continue  # on disk already, and sent again: one row
+                shown.add(rec.sop_instance_uid)
             yield self._instance_row(request.index, rec, state.final_status)
 
         ran = state.final_status is not None or state.aborted

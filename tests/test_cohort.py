@@ -218,18 +218,13 @@ def test_a702_is_retried(
     demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
     """0xA702 (out of resources) is transient: retried; still failing, the rows say so."""
-    demo_pacs.faults.move_status = 0xA702
-    df = run(
-        demo_pacs,
-        studies(demo_cohort)[0],
-        tmp_path,
-        store_port,
-        errors="ignore",
-        retries=2,
-        **FAST,
-    )
+    study = studies(demo_cohort)[0]
+    in_study = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
+    demo_pacs.faults.fail_instances = set(in_study["SOPInstanceUID"])  # every one: 0xA702
+    df = run(demo_pacs, study, tmp_path, store_port, errors="ignore", retries=2, **FAST)
     assert len(demo_pacs.move_requests) == 3
     assert df["reason"].str.contains("0xA702").any()
+    assert not (df["status"] == "received").any()
 
 
 # -- cancel ---------------------------------------------------------------------------------
@@ -453,12 +448,48 @@ def test_a_request_too_big_to_count_is_moved_series_by_series(
     with caplog.at_level(logging.WARNING, logger="dicommove"):
         df = run(demo_pacs, what, tmp_path, store_port, model=model, workers=1)
     assert "series by series" in caplog.text
-    arrived = df[df["status"] == "received"]
-    assert sorted(arrived["SOPInstanceUID"]) == sorted(rows["SOPInstanceUID"])
-    assert set(df["status"]) <= {"received", "duplicate"}, df[["status", "reason"]]
+    assert (df["status"] == "received").all(), df[["status", "reason"]]  # nothing twice
+    assert sorted(df["SOPInstanceUID"]) == sorted(rows["SOPInstanceUID"])
     levels = [str(ds.QueryRetrieveLevel) for ds in demo_pacs.move_requests]
     top = "PATIENT" if model == "patient" else "STUDY"
-    n_series = rows["SeriesInstanceUID"].nunique()
-    assert levels.count("SERIES") == n_series
-    assert levels.count(top) == (1 if model == "patient" else rows["StudyInstanceUID"].nunique())
+    n_top = 1 if model == "patient" else rows["StudyInstanceUID"].nunique()
+    assert levels[:1] == [top] and levels.count(top) == n_top
+    # then one C-MOVE per series not yet complete: the whole series, or (when some of it
+    # arrived before the C-CANCEL) its missing instances only
+    assert set(levels) - {top} <= {"SERIES", "IMAGE"}
+    assert len(levels) - n_top <= rows["SeriesInstanceUID"].nunique()
     assert demo_pacs.find_requests  # the series were listed with C-FIND
+
+
+def test_a_study_cut_short_is_retried_for_its_missing_instances_only(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 11 at STUDY level: the retry lists series and instances (C-FIND), asks the rest."""
+    study = studies(demo_cohort)[0]
+    in_study = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
+    demo_pacs.faults.abort_after = 2
+    demo_pacs.faults.abort_count = 1
+    df = run(demo_pacs, study, tmp_path, store_port, **FAST)
+    assert (df["status"] == "received").all(), df[["status", "reason"]]
+    assert sorted(df["SOPInstanceUID"]) == sorted(in_study["SOPInstanceUID"])
+    sent = demo_pacs.sent_instances
+    assert sorted(sent) == sorted(in_study["SOPInstanceUID"])  # nothing sent twice
+    assert str(demo_pacs.move_requests[0].QueryRetrieveLevel) == "STUDY"
+
+
+def test_resume_asks_a_partial_request_only_for_what_is_missing(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    study = studies(demo_cohort)[0]
+    in_study = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
+    demo_pacs.faults.abort_after = 4
+    first = run(demo_pacs, study, tmp_path, store_port, errors="ignore", retries=0)
+    assert (first["status"] == "received").sum() == 4
+    demo_pacs.faults.clear()
+    demo_pacs.reset_counters()
+    again = run(demo_pacs, study, tmp_path, store_port, resume=True)
+    assert (again["status"] == "received").all()
+    assert sorted(again["SOPInstanceUID"]) == sorted(in_study["SOPInstanceUID"])
+    assert len(demo_pacs.sent_instances) == len(in_study) - 4  # only the rest was sent
+    earlier = again["reason"].str.contains("earlier run", na=False)
+    assert earlier.sum() == 4
