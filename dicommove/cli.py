@@ -210,8 +210,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--cohort",
         metavar="CSV",
         help="a CSV of unique keys, one request per row: columns named by keyword "
-        "(PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID); the level of "
-        "each row is that of its most specific key",
+        "(PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID; other columns are "
+        "ignored); the level is that of the most specific key column, whose cells must all "
+        "be filled",
     )
     mv.add_argument(
         "--workers",
@@ -383,7 +384,13 @@ def _cmd_move(args: argparse.Namespace) -> int:
         )
     except DicomMoveError as exc:
         if exc.manifest is not None:  # whatever arrived is on disk: say so
-            _report(exc.manifest, manifest_path)
+            try:
+                _report(exc.manifest, manifest_path)
+            except OSError as write_error:  # e.g. the output directory itself is unusable
+                print(
+                    f"dicommove: cannot write the manifest to {manifest_path}: {write_error}",
+                    file=sys.stderr,
+                )
         raise
     _report(df, manifest_path)
     return EXIT_OK
@@ -507,9 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, NetworkError):
             return EXIT_NETWORK
         if isinstance(exc, MoveIncomplete) and exc.manifest is not None:
-            from .manifest import OK_STATUSES
-
-            if exc.manifest["status"].isin(sorted(OK_STATUSES)).any():
+            df = exc.manifest
+            # partial: some instance is here (or moved); a duplicate request row is no instance
+            arrived = df["status"].isin(["received", "duplicate"]) & df["SOPInstanceUID"].notna()
+            if (arrived | (df["status"] == "moved")).any():
                 return EXIT_PARTIAL
         if isinstance(exc, MoveError):
             return EXIT_FAILED

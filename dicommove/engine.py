@@ -208,7 +208,7 @@ class _Arrival(NamedTuple):
     patient_id: str
     path: str | None
     size: int
-    received_at: float
+    received_at: float | None
 
     @classmethod
     def of(cls, rec: Received) -> _Arrival:
@@ -249,8 +249,12 @@ def _on_disk(entry: JournalEntry, root: Path) -> Iterator[_Arrival]:
             rec.get("patient", ""),
             str(path),
             rec["size"],
-            rec.get("at", 0.0),
+            rec.get("at"),
         )
+
+
+class _SetupAborted(Exception):
+    """The PACS closed or reset the connection while the association was being set up."""
 
 
 class _Retire(Exception):
@@ -474,8 +478,11 @@ class Session:
         ):
             if value is not None and not (isinstance(value, (int, float)) and value >= 0):
                 raise InputError(f"{name}={value!r}: use a number of seconds >= 0")
-        if not (isinstance(workers, int) and 1 <= workers <= 64):
-            raise InputError(f"workers={workers!r}: use an integer from 1 to 64")
+        if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):
+            raise InputError(
+                f"workers={workers!r}: use an integer from 1 to 16 (the store SCP takes 16 "
+                "associations at once)"
+            )
         if not (isinstance(retries, int) and retries >= 0):
             raise InputError(f"retries={retries!r}: use an integer >= 0")
         self.inactivity_timeout = float(inactivity_timeout)
@@ -499,6 +506,7 @@ class Session:
         self._why_stop = ""  # interrupt, cancel, deadline or fatal
         self._retired = 0  # workers that stopped for want of an association, this round
         self._live: set[int] = set()  # workers running now
+        self._worker_exit = threading.Event()  # a worker ended
         self._states: list[_RequestState] = []
         self._journal: Journal | None = None
         self._route_lock = threading.Lock()
@@ -957,6 +965,9 @@ class Session:
                 with self._assoc_lock:  # workers that have an association go first
                     connected = [w for w, a in sorted(self._assocs.items()) if a.established]
                 spare = [w for w in range(self.workers) if w not in connected]
+                chosen = (connected + spare)[: min(workers, len(todo))]
+                with self._route_lock:
+                    self._live = set(chosen)
                 threads = [
                     threading.Thread(
                         target=self._worker,
@@ -964,7 +975,7 @@ class Session:
                         name=f"dicommove-move-{i}",
                         daemon=True,
                     )
-                    for i in (connected + spare)[: min(workers, len(todo))]
+                    for i in chosen
                 ]
                 for thread in threads:
                     thread.start()
@@ -987,26 +998,35 @@ class Session:
             return True
 
     def _join(self, threads: list[threading.Thread], deadline: float | None) -> None:
-        """Wait for the workers in short slices (Ctrl-C is seen at once); watch the deadline."""
+        """Wait for the workers in short slices (Ctrl-C is seen at once); watch the deadline.
+
+        Waits on the workers' own record of who is running, not ``Thread.join``: on
+        Python 3.11 a join interrupted by Ctrl-C can mark a thread stopped while it
+        still runs (it may be in its C-CANCEL grace period).
+        """
+        while True:
+            with self._route_lock:
+                if not self._live:
+                    break
+            self._worker_exit.wait(_POLL)
+            self._worker_exit.clear()
+            late = deadline is not None and time.monotonic() > deadline
+            if late and not self._deadline_passed:
+                self._deadline_passed = True
+                logger.warning("the move's deadline of %g s passed: cancelling", self.deadline)
+                self._request_stop("deadline")
         for thread in threads:
-            while thread.is_alive():
-                thread.join(_POLL)
-                late = deadline is not None and time.monotonic() > deadline
-                if late and not self._deadline_passed:
-                    self._deadline_passed = True
-                    logger.warning("the move's deadline of %g s passed: cancelling", self.deadline)
-                    self._request_stop("deadline")
+            thread.join()  # past their last step already
 
     def _worker(self, worker: int, todo: deque[_RequestState]) -> None:
         """Take requests off the shared queue until it is empty or the move stops."""
-        with self._route_lock:
-            self._live.add(worker)
         try:
             self._work(worker, todo)
         finally:
+            self._stats.worker(worker, "done")
             with self._route_lock:
                 self._live.discard(worker)
-            self._stats.worker(worker, "done")
+            self._worker_exit.set()
 
     def _work(self, worker: int, todo: deque[_RequestState]) -> None:
         while not self._stop.is_set():
@@ -1056,6 +1076,10 @@ class Session:
             state.attempts += 1
             error: DicomMoveError | None = None
             try:
+                try:
+                    self._associate(worker)
+                except AssociationAborted as exc:  # reset or closed during set-up: transient
+                    raise _SetupAborted(str(exc)) from exc
                 parts = self._remaining_parts(state, worker) if state.received else None
                 if parts is not None:
                     transient = self._run_parts(state, worker, parts)
@@ -1071,8 +1095,12 @@ class Session:
                         state.split = False
                         parts = self._remaining_parts(state, worker, whole=True)
                         transient = self._run_parts(state, worker, parts)
-            except ConnectError as exc:
-                transient, error = str(exc), exc
+            except (ConnectError, _SetupAborted) as exc:
+                if self._others_connected(worker):
+                    raise _Retire from exc
+                cause = exc.__cause__ if isinstance(exc, _SetupAborted) else exc
+                assert isinstance(cause, DicomMoveError)
+                transient, error = str(exc), cause
             except AssociationRejected as exc:
                 if exc.result != 2:  # permanent: a configuration error, no retry
                     raise
@@ -1168,7 +1196,7 @@ class Session:
         state.aborted, state.final_status = "", None
         if parts is None:
             state.aborted = (
-                "the PACS announced more than 65,535 sub-operations, and its series could not "
+                "the PACS announced 65,535 or more sub-operations, and its series could not "
                 "be listed (C-FIND) to move them one by one"
             )
             return ""

@@ -10,7 +10,9 @@ Every move into our own Store SCP appends JSON lines to
   request ended with every instance accounted for and none of them a problem.
 
 ``K`` is the request's identifier in a canonical form (:func:`request_key`), so
-the same cohort maps to the same keys whatever its row order or index. A
+the same cohort maps to the same keys whatever its index labels, and, with
+``batch=1``, whatever its row order (a batched C-MOVE's key lists its UIDs: resume
+with the same ``batch`` and order). A
 later ``move(..., resume=True)`` skips each request whose last ``request``
 record says complete *and* whose files all exist with their recorded sizes;
 everything else is asked for again. Lines are written with one ``write`` each

@@ -476,3 +476,29 @@ def test_sigint_cancels_writes_the_manifest_and_resume_finishes(
     df = read_csv(out / cli.MANIFEST_NAME)
     assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
     assert (df["status"] == "received").all()
+
+
+def test_the_same_unknown_study_twice_is_a_failure_not_partial(
+    demo_pacs: DemoPACS, store_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cohort = tmp_path / "c.csv"
+    cohort.write_text("StudyInstanceUID\n1.2.3.4.5\n1.2.3.4.5\n")
+    code = run(
+        "move", str(demo_pacs.node), "--cohort", str(cohort), "-p", str(store_port),
+        "-o", str(tmp_path / "out"), "--no-progress",
+    )  # fmt: skip
+    assert code == cli.EXIT_FAILED  # nothing arrived: the duplicate row is no instance
+    df = read_csv(tmp_path / "out" / cli.MANIFEST_NAME)
+    assert sorted(df["status"].astype(str)) == ["duplicate", "not_found"]
+
+
+def test_an_unusable_output_directory_is_a_local_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = run(
+        "move", f"PACS@127.0.0.1:{free_port()}", "-q", "StudyInstanceUID=1.2.3",
+        "-p", "0", "-o", str(blocker / "out"), "--no-progress",
+    )  # fmt: skip
+    assert code == cli.EXIT_LOCAL, capsys.readouterr().err

@@ -47,6 +47,16 @@ def run(demo_pacs: DemoPACS, what: Any, out: Path, store_port: int, **kw: Any) -
     return dicommove.move(demo_pacs.node, what, out=out, port=store_port, **kw)
 
 
+def wait_until_idle(pacs: DemoPACS, timeout: float = 10.0) -> None:
+    """Wait (bounded) until the PACS has no association open."""
+    tick = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if pacs.active_associations == 0:
+            return
+        tick.wait(0.01)
+    raise AssertionError(f"the demo PACS still has {pacs.active_associations} associations")
+
+
 def studies(cohort: pd.DataFrame) -> list[str]:
     return sorted(cohort["StudyInstanceUID"].unique())
 
@@ -84,6 +94,7 @@ def test_fewer_associations_than_workers_the_rest_carry_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Case 4: a PACS that takes one association: the extra workers stop, nothing is lost."""
+    wait_until_idle(demo_pacs)  # the previous test's associations count until they close
     demo_pacs.maximum_associations = 1
     with caplog.at_level(logging.WARNING, logger="dicommove"):
         # (a backoff long enough for an association of the previous test to end)
@@ -103,6 +114,7 @@ def test_transient_reject_is_retried_with_backoff_then_fails(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Case 4: rejected as transient every time: bounded retries, then a typed error."""
+    wait_until_idle(demo_pacs)
     demo_pacs.maximum_associations = 1  # (pynetdicom's least) and another session holds it
     with Session(demo_pacs.node, ae_title="OTHER") as holder:
         holder.echo()
@@ -266,6 +278,9 @@ def test_ctrl_c_cancels_releases_and_a_rerun_resumes(
     assert (df["status"] == "cancelled").any()
     got = set(df.loc[df["status"] == "received", "SOPInstanceUID"])
     assert got == on_disk(tmp_path) and got
+    started = set(df.loc[df["status"] == "received", "request"])
+    unstarted = df[df["reason"].str.contains("not attempted", na=False)]
+    assert not set(unstarted["request"]) & started  # a running move is never "not attempted"
 
     demo_pacs.faults.clear()
     demo_pacs.reset_counters()
@@ -493,3 +508,36 @@ def test_resume_asks_a_partial_request_only_for_what_is_missing(
     assert len(demo_pacs.sent_instances) == len(in_study) - 4  # only the rest was sent
     earlier = again["reason"].str.contains("earlier run", na=False)
     assert earlier.sum() == 4
+
+
+def test_a_connection_closed_during_set_up_is_retried(tmp_path: Path) -> None:
+    """An abort during association set-up is transient: retried, then a typed error."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[int] = []
+
+    def close_each() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=close_each, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        with pytest.raises(dicommove.AssociationAborted):
+            dicommove.move(
+                f"PACS@127.0.0.1:{port}", "1.2.3", out=tmp_path, port=0, progress=False,
+                retries=2, workers=1, **FAST,
+            )  # fmt: skip
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    assert len(accepted) == 3

@@ -922,6 +922,13 @@ class DemoPACS:
     # -- configuration and state ---------------------------------------------------
 
     @property
+    def active_associations(self) -> int:
+        """Associations open on the PACS right now (pynetdicom still counts closing ones)."""
+        with self._lock:
+            ae = self._ae
+        return len(ae.active_associations) if ae is not None else 0
+
+    @property
     def maximum_associations(self) -> int:
         """Associations accepted at once; more are rejected as transient (2, 3, 2)."""
         return self._max_associations
