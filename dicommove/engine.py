@@ -1872,7 +1872,7 @@ class Session:
                     "status": "not_found",
                     "reason": f"no instance of this {key} arrived: the PACS matched none",
                 }
-        unlisted = state.failed - len(failed_at_pacs)
+        unlisted = state.failed - len(set(state.failed_uids))  # listed ones are accounted for
         if unlisted > 0:
             yield {
                 **base,

@@ -353,3 +353,33 @@ def test_a_port_that_is_not_dicom_is_an_association_error(tmp_path: Path) -> Non
         with pytest.raises(dicommove.AssociationAborted, match="did not establish an association"):
             dicommove.echo(f"PACS@127.0.0.1:{port}", acse_timeout=5)
         thread.join()
+
+
+def test_no_association_reply_times_out_after_the_acse_timeout(tmp_path: Path) -> None:
+    """Reliability case 2: TCP accepted, no A-ASSOCIATE-AC: a typed error after acse_timeout."""
+    import threading
+    import time
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        done = threading.Event()
+
+        def hold() -> None:
+            conn, _ = server.accept()
+            done.wait(10)  # holds the connection open, answers nothing
+            conn.close()
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(
+                dicommove.AssociationAborted, match=r"no association reply within 0\.5 s"
+            ):
+                dicommove.echo(f"PACS@127.0.0.1:{port}", acse_timeout=0.5)
+        finally:
+            done.set()
+            thread.join()
+        assert 0.5 <= time.monotonic() - t0 < 5

@@ -74,3 +74,55 @@ def test_refuse_policy_refuses_before_the_file_is_named() -> None:
     assert session._accept(rec) is False
     assert "unrequested" in rec.reason
     assert session._accept(received(STUDY_A, "1.2.3.1.1.9", msg_id=None)) is True
+
+
+# -- reliability case 15: FailedSOPInstanceUIDList in every shape, no network ------------
+
+
+def finished_state(
+    query: Query, arrived: list[str], failed: int, failed_uids: list[str]
+) -> tuple[Session, _RequestState]:
+    session = Session("PACS@127.0.0.1:104", port=0)
+    state = _RequestState(Request("row", query), message_id=11, attempts=1)
+    session._active[11] = state
+    for sop in arrived:
+        session._on_instance(received(STUDY_A, sop, msg_id=11))
+    state.final_status, state.completed, state.failed = 0xB000, len(arrived), failed
+    state.failed_uids = failed_uids
+    return session, state
+
+
+def rows_of(session: Session, state: _RequestState) -> list[tuple[str | None, str]]:
+    return [(r.get("SOPInstanceUID"), r["status"]) for r in session._state_rows(state, None)]
+
+
+def test_a_multi_valued_failed_list_marks_each_instance_failed() -> None:
+    query = Query.study(STUDY_A)
+    session, state = finished_state(query, ["1.1"], 2, ["1.2", "1.3"])
+    assert sorted(rows_of(session, state), key=str) == sorted(
+        [("1.1", "received"), ("1.2", "failed"), ("1.3", "failed")], key=str
+    )
+
+
+def test_an_empty_or_absent_failed_list_still_counts_the_failures() -> None:
+    session, state = finished_state(Query.study(STUDY_A), ["1.1"], 2, [])
+    rows = list(session._state_rows(state, None))
+    assert [(r.get("SOPInstanceUID"), r["status"]) for r in rows] == [
+        ("1.1", "received"),
+        (None, "failed"),
+    ]
+    assert "2 sub-operations failed at the PACS" in rows[-1]["reason"]
+
+
+def test_a_failed_list_naming_an_instance_that_arrived_is_not_doubled() -> None:
+    session, state = finished_state(Query.study(STUDY_A), ["1.1", "1.2"], 1, ["1.2"])
+    assert rows_of(session, state) == [("1.1", "received"), ("1.2", "received")]
+
+
+def test_a_failed_list_of_unrequested_uids_at_image_level() -> None:
+    """UIDs the request never named are reported once each, never as received."""
+    query = Query.image(STUDY_A, STUDY_A + ".1", "1.1", "1.2")
+    session, state = finished_state(query, ["1.1"], 2, ["1.2", "9.9"])
+    got = dict(rows_of(session, state))
+    assert got["1.1"] == "received" and got["1.2"] == "failed" and got["9.9"] == "failed"
+    assert len(rows_of(session, state)) == 3
