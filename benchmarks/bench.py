@@ -31,16 +31,13 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +48,15 @@ from benchkit import (
     disk_write_mbps,
     fmt_stat,
     loopback_tcp_mbps,
+    machine,
+    parse_options,
+    parse_variant,
     proc_cpu_seconds,
     proc_peak_rss_kib,
+    reexec_in_netns,
     run_timed,
     small_files_per_s,
+    tool_versions,
     verify_received,
 )
 
@@ -123,30 +125,6 @@ def parse_spec(text: str) -> tuple[int, int, int, int, int, int]:
         raise argparse.ArgumentTypeError(f"want P,S,R,I,ROWS[,COLS] (positive ints), got {text!r}")
     p, s, r, i, rows, cols = parts
     return p, s, r, i, rows, cols
-
-
-def parse_options(text: str) -> dict[str, Any]:
-    """Parse ``key=value,key=value`` Session options (values are Python literals)."""
-    import ast
-
-    options: dict[str, Any] = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise argparse.ArgumentTypeError(f"want key=value[,key=value], got {text!r}")
-        try:
-            options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key] = value
-    return options
-
-
-def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """Parse ``NAME:key=value,...`` into an extra dicommove receiver ``dicommove[NAME]``."""
-    name, sep, opts = text.partition(":")
-    if not sep or not name.replace("_", "").replace("-", "").isalnum():
-        raise argparse.ArgumentTypeError(f"want NAME:key=value[,key=value], got {text!r}")
-    return name, parse_options(opts)
 
 
 def csv_list(allowed: Sequence[str]) -> Any:
@@ -853,47 +831,6 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of everything measured."""
-    versions = {"Python": platform.python_version()}
-    for dist in ("dicommove", "pydicom", "pynetdicom", "numpy", "pandas"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[dist] = metadata.version(dist)
-    with contextlib.suppress(OSError, PeerMissing, subprocess.SubprocessError, IndexError):
-        text = subprocess.run(
-            [str(binary("Orthanc")), "--version"], capture_output=True, text=True, timeout=10
-        ).stdout
-        versions["Orthanc"] = text.split()[1]
-    with contextlib.suppress(OSError, PeerMissing, subprocess.SubprocessError, IndexError):
-        text = subprocess.run(
-            [str(binary("movescu")), "--version"], capture_output=True, text=True, timeout=10
-        ).stdout
-        versions["DCMTK"] = text.split()[2].lstrip("v")
-    return versions
-
-
-def machine() -> dict[str, Any]:
-    """CPU count, memory, kernel, file system of the working directory."""
-    mem = 0.0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) / (1 << 20)
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_GiB": mem,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "platform": platform.platform(),
-    }
-
-
 def run_line(row: dict[str, Any]) -> str:
     """Return one progress line about a run."""
     head = f"[rep {row['rep']}] {row['dataset']:5s} {row['pacs']:8s} {row['receiver']:20s} "
@@ -907,18 +844,6 @@ def run_line(row: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------
 # main
-
-
-def reexec_in_netns() -> None:
-    """Re-run this command inside ``unshare --net`` with loopback up (root only)."""
-    if os.environ.get("DICOMMOVE_BENCH_NETNS") == "1":
-        return
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        raise SystemExit("--netns needs root, unshare and ip (util-linux, iproute2)")
-    env = dict(os.environ, DICOMMOVE_BENCH_NETNS="1")
-    script = 'ip link set lo up && exec "$@"'
-    argv = ["unshare", "--net", "--", "sh", "-c", script, "sh", sys.executable, *sys.argv]
-    os.execvpe("unshare", argv, env)
 
 
 def check_setup() -> None:

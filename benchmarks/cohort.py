@@ -39,24 +39,20 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import csv
 import datetime
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +61,14 @@ from benchkit import (
     Expected,
     ProcessResult,
     fmt_stat,
+    machine,
+    parse_options,
+    parse_variant,
     proc_cpu_seconds,
     proc_peak_rss_kib,
+    reexec_in_netns,
     run_timed,
+    tool_versions,
     verify_received,
 )
 
@@ -124,28 +125,6 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------------------------
 # command line
-
-
-def parse_options(text: str) -> dict[str, Any]:
-    """Parse ``key=value,key=value`` Session options (values are Python literals)."""
-    options: dict[str, Any] = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise argparse.ArgumentTypeError(f"want key=value[,key=value], got {text!r}")
-        try:
-            options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key] = value
-    return options
-
-
-def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """Parse ``NAME:key=value,...`` into an extra dicommove receiver ``dicommove[NAME]``."""
-    name, sep, opts = text.partition(":")
-    if not sep or not name.replace("_", "").replace("-", "").isalnum():
-        raise argparse.ArgumentTypeError(f"want NAME:key=value[,key=value], got {text!r}")
-    return name, parse_options(opts)
 
 
 def parse_receivers(text: str) -> list[str]:
@@ -837,65 +816,8 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of everything measured."""
-    versions = {"Python": platform.python_version()}
-    for dist in ("dicommove", "pydicom", "pynetdicom", "pandas"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[dist] = metadata.version(dist)
-    with contextlib.suppress(OSError, PeerMissing, subprocess.SubprocessError, IndexError):
-        text = subprocess.run(
-            [str(binary("Orthanc")), "--version"], capture_output=True, text=True, timeout=10
-        ).stdout
-        versions["Orthanc"] = text.split()[1]
-    with contextlib.suppress(OSError, PeerMissing, subprocess.SubprocessError, IndexError):
-        text = subprocess.run(
-            [str(binary("movescu")), "--version"], capture_output=True, text=True, timeout=10
-        ).stdout
-        versions["DCMTK"] = text.split()[2].lstrip("v")
-    return versions
-
-
-def machine() -> dict[str, Any]:
-    """CPU count, CPU model, memory, kernel."""
-    mem = 0.0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) / (1 << 20)
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = ""
-    with contextlib.suppress(OSError):
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_GiB": mem,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "platform": platform.platform(),
-        "loadavg_at_start": load,
-    }
-
-
 # --------------------------------------------------------------------------------------------
 # main
-
-
-def reexec_in_netns() -> None:
-    """Re-run this command inside ``unshare --net`` with loopback up (root only)."""
-    if os.environ.get("DICOMMOVE_BENCH_NETNS") == "1":
-        return
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        raise SystemExit("--netns needs root, unshare and ip (util-linux, iproute2)")
-    env = dict(os.environ, DICOMMOVE_BENCH_NETNS="1")
-    script = 'ip link set lo up && exec "$@"'
-    argv = ["unshare", "--net", "--", "sh", "-c", script, "sh", sys.executable, *sys.argv]
-    os.execvpe("unshare", argv, env)
 
 
 def check_setup() -> None:
@@ -1003,7 +925,7 @@ def main(argv: list[str] | None = None) -> int:
         "port_loop_studies": port_loop,
         "netns": args.netns,
         "machine": host,
-        "versions": tool_versions(),
+        "versions": tool_versions(("dicommove", "pydicom", "pynetdicom", "pandas")),
     }
     summary = summarize(runs, receivers, cohort)
     md = markdown(summary, failures, cohort, receivers, meta)

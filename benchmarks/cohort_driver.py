@@ -21,23 +21,13 @@ import time
 T_START = time.time()  # before the heavy imports: how long did the interpreter take to get here
 
 import argparse  # noqa: E402
-import ast  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-
-def parse_option(text: str) -> tuple[str, Any]:
-    """Parse ``KEY=VALUE`` where VALUE is a Python literal (bare words stay strings)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"--option wants KEY=VALUE, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+from dicommove_driver import parse_option  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:
