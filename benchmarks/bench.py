@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from benchkit import (
     DEFAULT_SAMPLE,
     Expected,
     ProcessResult,
+    Receiver,
     disk_write_mbps,
     fmt_stat,
     loopback_tcp_mbps,
@@ -288,26 +289,6 @@ def make_dataset(name: str, spec: tuple[int, int, int, int, int, int], root: Pat
 
 # --------------------------------------------------------------------------------------------
 # receivers
-
-
-@dataclass
-class Receiver:
-    """One way of receiving a C-MOVE: its own destination AE title and port."""
-
-    name: str
-    kind: str  # dicommove | dcmtk_movescu | dcmtk_storescp | pynetdicom_movescu | null_storescp
-    ae: str
-    port: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        """For the JSON."""
-        return {
-            "kind": self.kind,
-            "ae_title": self.ae,
-            "port": self.port,
-            "options": {k: repr(v) for k, v in self.options.items()},
-        }
 
 
 def make_receivers(args: argparse.Namespace) -> list[Receiver]:

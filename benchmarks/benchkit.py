@@ -31,6 +31,7 @@ __all__ = [
     "Expected",
     "Instance",
     "ProcessResult",
+    "Receiver",
     "disk_write_mbps",
     "fmt_stat",
     "loopback_tcp_mbps",
@@ -594,3 +595,28 @@ def reexec_in_netns() -> None:
     script = 'ip link set lo up && exec "$@"'
     argv = ["unshare", "--net", "--", "sh", "-c", script, "sh", sys.executable, *sys.argv]
     os.execvpe("unshare", argv, env)
+
+
+@dataclass
+class Receiver:
+    """One way of receiving C-MOVEs in a benchmark: its own destination AE title and port.
+
+    ``kind`` says how it is run (bench.py: dicommove, dcmtk_movescu, dcmtk_storescp,
+    pynetdicom_movescu, null_storescp; cohort.py: movescu_port_loop, storescp_loop,
+    pynetdicom_loop, dicommove); ``options`` are dicommove Session options.
+    """
+
+    name: str
+    kind: str
+    ae: str
+    port: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """For the JSON."""
+        return {
+            "kind": self.kind,
+            "ae_title": self.ae,
+            "port": self.port,
+            "options": {k: repr(v) for k, v in self.options.items()},
+        }

@@ -52,7 +52,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from benchkit import (
     DEFAULT_SAMPLE,
     Expected,
     ProcessResult,
+    Receiver,
     fmt_stat,
     machine,
     parse_options,
@@ -416,26 +417,6 @@ def running_orthanc(
 
 # --------------------------------------------------------------------------------------------
 # receivers
-
-
-@dataclass
-class Receiver:
-    """One way of fetching the cohort: its own destination AE title and Store SCP port."""
-
-    name: str
-    kind: str  # movescu_port_loop | storescp_loop | pynetdicom_loop | dicommove
-    ae: str
-    port: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        """For the JSON."""
-        return {
-            "kind": self.kind,
-            "ae_title": self.ae,
-            "port": self.port,
-            "options": {k: repr(v) for k, v in self.options.items()},
-        }
 
 
 def make_receivers(args: argparse.Namespace) -> list[Receiver]:
