@@ -27,7 +27,7 @@ import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from dicommove_driver import parse_option  # noqa: E402  (benchmarks/ is on sys.path)
+from dicommove_driver import finish, parse_option, status_counts  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.manifest is not None:
         manifest_io.write_csv(manifest, args.manifest)
         t_written = time.time()
-    counts = {str(k): int(v) for k, v in manifest["status"].value_counts().items() if v}
-    ok = set(counts) == {"received"}
+    counts, ok = status_counts(manifest)
     report.update(
         move_s=t_end - t_move,
         manifest_s=t_written - t_end,
@@ -96,13 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         status_counts=counts,
         ok=ok,
     )
-    if args.report is not None:
-        args.report.write_text(json.dumps(report))
-    print(json.dumps(report))
-    if not ok:
-        problems = manifest[manifest["status"] != "received"]
-        print(problems[["status", "reason"]].value_counts().to_string(), file=sys.stderr)
-    return 0 if ok else 1
+    return finish(report, manifest, args.report)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,23 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def status_counts(manifest: Any) -> tuple[dict[str, int], bool]:
+    """Count the manifest's statuses; ok when every row is ``received``."""
+    counts = {str(k): int(v) for k, v in manifest["status"].value_counts().items() if v}
+    return counts, set(counts) == {"received"}
+
+
+def finish(report: dict[str, Any], manifest: Any, path: Path | None) -> int:
+    """Write and print the report, list the problem rows; return the exit status."""
+    if path is not None:
+        path.write_text(json.dumps(report))
+    print(json.dumps(report))
+    if not report["ok"]:
+        problems = manifest[manifest["status"] != "received"]
+        print(problems[["status", "reason"]].value_counts().to_string(), file=sys.stderr)
+    return 0 if report["ok"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the move; return the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         **options,
     )
     t_end = time.time()
-    counts = {str(k): int(v) for k, v in manifest["status"].value_counts().items() if v}
-    ok = set(counts) == {"received"}
+    counts, ok = status_counts(manifest)
     report = {
         "dicommove": dicommove.__version__,
         "options": {k: repr(v) for k, v in options.items()},
@@ -77,13 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "status_counts": counts,
         "ok": ok,
     }
-    if args.report is not None:
-        args.report.write_text(json.dumps(report))
-    print(json.dumps(report))
-    if not ok:
-        problems = manifest[manifest["status"] != "received"]
-        print(problems[["status", "reason"]].value_counts().to_string(), file=sys.stderr)
-    return 0 if ok else 1
+    return finish(report, manifest, args.report)
 
 
 if __name__ == "__main__":
