@@ -316,6 +316,42 @@ def test_importing_the_module_imports_no_ui_or_pandas() -> None:
     assert out.splitlines()[-1] == "[]"
 
 
+def test_importing_the_package_and_its_modules_imports_no_ui_or_pandas() -> None:
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import dicommove.progress as p\n"
+        "names = [m.name for m in pkgutil.iter_modules(p.__path__, p.__name__ + '.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "heavy = ('tqdm', 'ipywidgets', 'pandas', 'IPython')\n"
+        "print(sorted(names))\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[-2] == repr(
+        [f"dicommove.progress.{m}" for m in ("base", "stats", "terminal", "widget")]
+    )
+    assert out[-1] == "[]"
+
+
+def test_the_package_exports_what_the_module_did() -> None:
+    assert sorted(progress_module.__all__) == [
+        "CallbackReporter",
+        "MoveStats",
+        "NullReporter",
+        "ProgressMode",
+        "ProgressSnapshot",
+        "Reporter",
+        "TqdmReporter",
+        "WidgetReporter",
+        "make_reporter",
+    ]
+    for name in progress_module.__all__:
+        assert getattr(progress_module, name) is not None
+
+
 # -- tqdm ---------------------------------------------------------------------
 def busy_stats() -> MoveStats:
     stats = MoveStats(requests_total=3)
