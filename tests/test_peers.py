@@ -110,6 +110,21 @@ def test_free_port_gives_distinct_bindable_loopback_ports() -> None:
             sock.bind((LOOPBACK, port))
 
 
+def test_importing_the_peers_is_light() -> None:
+    """``dicommove.testing.peers`` needs neither pydicom nor pynetdicom to import."""
+    code = textwrap.dedent("""\
+        import sys
+        import dicommove.testing.peers as peers
+        heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pydicom", "pynetdicom"})
+        assert not heavy, heavy
+        assert all(hasattr(peers, name) for name in peers.__all__)
+        """)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.peers
 def test_reserved_destinations(peer_ports: dict[str, int]) -> None:
     assert set(peer_ports) == set(DESTINATION_AES)

@@ -180,7 +180,7 @@ def _associate(pacs: DemoPACS, *contexts: str, **kwargs: Any) -> Association:
     assoc = ae.associate(HOST, pacs.port, ae_title=pacs.ae_title, **kwargs)
     assert assoc.is_established
     # pynetdicom's reactor can steal a response right after a previous request
-    # (see dicommove.testing.pacs._reactor_reads_nothing); send_*() read blocking.
+    # (see dicommove._pynetdicom.reactor_reads_nothing); send_*() read blocking.
     get_msg = assoc.dimse.get_msg
     setattr(  # noqa: B010
         assoc.dimse, "get_msg", lambda block=False: get_msg(block=True) if block else (None, None)
