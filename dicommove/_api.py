@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .engine import DEFAULT_AE_TITLE, DEFAULT_PORT, MoveJob, Progress, Session
 from .node import Node
 from .query import Model
-from .scp import Layout
+from .store import Layout
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -6,7 +6,17 @@ store SCP can negotiate without importing pynetdicom (and pydicom) at start.
 
 from __future__ import annotations
 
-__all__ = ["FIND", "GET", "MOVE", "NAMES", "STORAGE_CLASSES", "VERIFICATION"]
+__all__ = [
+    "EXPLICIT_VR_LE",
+    "FIND",
+    "GET",
+    "IMPLICIT_VR_LE",
+    "MOVE",
+    "NAMES",
+    "STORAGE_CLASSES",
+    "TRANSFER_SYNTAXES",
+    "VERIFICATION",
+]
 
 VERIFICATION = "1.2.840.10008.1.1"
 PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
@@ -207,3 +217,49 @@ STORAGE_CLASSES: frozenset[str] = frozenset(
         "1.2.840.10008.5.1.4.34.7",
     }
 )
+
+#: Every transfer syntax the store SCP accepts (as pydicom 3.0 lists them); uncompressed
+#: Explicit VR Little Endian is chosen whenever offered.
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 and 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless Image Compression
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Lossy (Near-Lossless) Image Compression
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Image Compression (Lossless Only)
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000 Image Compression
+    "1.2.840.10008.1.2.4.92",  # JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only)
+    "1.2.840.10008.1.2.4.93",  # JPEG 2000 Part 2 Multi-component Image Compression
+    "1.2.840.10008.1.2.4.100",  # MPEG2 Main Profile / Main Level
+    "1.2.840.10008.1.2.4.100.1",  # Fragmentable MPEG2 Main Profile / Main Level
+    "1.2.840.10008.1.2.4.101",  # MPEG2 Main Profile / High Level
+    "1.2.840.10008.1.2.4.101.1",  # Fragmentable MPEG2 Main Profile / High Level
+    "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 High Profile / Level 4.1
+    "1.2.840.10008.1.2.4.102.1",  # Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.1
+    "1.2.840.10008.1.2.4.103",  # MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1
+    "1.2.840.10008.1.2.4.103.1",  # Fragmentable MPEG-4 AVC/H.264 BD-compatible High Profile / Leve
+    "1.2.840.10008.1.2.4.104",  # MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video
+    "1.2.840.10008.1.2.4.104.1",  # Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D V
+    "1.2.840.10008.1.2.4.105",  # MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video
+    "1.2.840.10008.1.2.4.105.1",  # Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D V
+    "1.2.840.10008.1.2.4.106",  # MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2
+    "1.2.840.10008.1.2.4.106.1",  # Fragmentable MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2
+    "1.2.840.10008.1.2.4.107",  # HEVC/H.265 Main Profile / Level 5.1
+    "1.2.840.10008.1.2.4.108",  # HEVC/H.265 Main 10 Profile / Level 5.1
+    "1.2.840.10008.1.2.4.201",  # High-Throughput JPEG 2000 Image Compression (Lossless Only)
+    "1.2.840.10008.1.2.4.202",  # High-Throughput JPEG 2000 with RPCL Options Image Compression (Lo
+    "1.2.840.10008.1.2.4.203",  # High-Throughput JPEG 2000 Image Compression
+    "1.2.840.10008.1.2.4.204",  # JPIP HTJ2K Referenced
+    "1.2.840.10008.1.2.4.205",  # JPIP HTJ2K Referenced Deflate
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.7.1",  # SMPTE ST 2110-20 Uncompressed Progressive Active Video
+    "1.2.840.10008.1.2.7.2",  # SMPTE ST 2110-20 Uncompressed Interlaced Active Video
+    "1.2.840.10008.1.2.7.3",  # SMPTE ST 2110-30 PCM Digital Audio
+)
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"

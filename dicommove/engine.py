@@ -54,11 +54,10 @@ from .scp import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     InstanceStore,
-    Layout,
     Received,
     StoreSCP,
-    compile_layout,
 )
+from .store import Layout, compile_layout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1408,7 +1407,7 @@ class Session:
         return build(rows)
 
     def _start_store(self) -> StoreSCP:
-        store = InstanceStore(self.out, layout=self.layout, fsync=self.fsync)
+        store = InstanceStore(self.out, layout=self.layout, durability='instance' if self.fsync else 'request')
         store.prepare()
         store.begin()
         self._store = store
