@@ -3,7 +3,9 @@
 ``dicommove move ADDR [QUERY.dcm] [-S|-P] [--query-file F] [-q SEL=VAL ...]``
 moves what the query identifies, writes the manifest as CSV and prints a
 one-line summary. ``dicommove echo ADDR`` checks connectivity, and
-``dicommove demo`` runs a real C-MOVE from the embedded demo PACS.
+``dicommove demo`` runs a real C-MOVE from the embedded demo PACS. Options and
+positionals may come in any order, as with ``dicom-movescu``
+(``dicommove move ADDR --study QUERY.dcm``).
 
 Exit codes
 ----------
@@ -13,7 +15,8 @@ Exit codes
 4  failed or refused by the PACS (including an unknown move destination)
 5  network or association error (connect, reject, abort, timeout)
 6  local setup error (output directory, store port)
-130  interrupted (Ctrl-C)
+7  the run's deadline passed (--deadline); what arrived is kept, run again with --resume
+130  interrupted or cancelled (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -26,10 +29,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._defaults import DEFAULT_AE_TITLE, DEFAULT_MAX_PDU, DEFAULT_PORT, DEFAULT_WORKERS
+
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .errors import DicomMoveError
+
 __all__ = [
+    "EXIT_DEADLINE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_LOCAL",
@@ -46,14 +54,21 @@ EXIT_PARTIAL = 3
 EXIT_FAILED = 4
 EXIT_NETWORK = 5
 EXIT_LOCAL = 6
+EXIT_DEADLINE = 7
 EXIT_INTERRUPTED = 130
+
+#: ``--max-pdu-length``: dicom-movescu takes 4096..131072; we also take larger values, up
+#: to the largest a PS3.8 Maximum Length item can hold, and 0 for "no maximum".
+_PDU_MIN = 4096
+_PDU_MAX = 0xFFFFFFFF
 
 MANIFEST_NAME = "dicommove-manifest.csv"
 
 _EPILOG = """\
 exit codes: 0 complete; 2 bad input; 3 partial (some instances failed or are missing);
 4 failed or refused by the PACS; 5 network/association error; 6 local setup error
-(output directory, store port); 130 interrupted.
+(output directory, store port); 7 the run's deadline passed (--deadline): what arrived
+is kept, run again with --resume; 130 interrupted or cancelled.
 """
 
 
@@ -63,9 +78,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calling-ae-title",
-        default="STORE-SCP",
+        default=DEFAULT_AE_TITLE,
         metavar="AE",
-        help="our AE title, also the store SCP's (default: STORE-SCP)",
+        help=f"our AE title, also the store SCP's (default: {DEFAULT_AE_TITLE})",
     )
     parser.add_argument(
         "--called-ae-title",
@@ -75,13 +90,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pdu-length",
         type=int,
-        default=16384,
+        default=DEFAULT_MAX_PDU,
         metavar="N",
-        help="the maximum PDU length we receive, 4096..131072 or 0 for unlimited (default: 16384)",
+        help=f"the maximum PDU length we receive, {_PDU_MIN}..{_PDU_MAX} or 0 for "
+        f"unlimited (default: {DEFAULT_MAX_PDU})",
     )
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """Return the ``dicommove`` parser and its subcommand parsers by name."""
     parser = argparse.ArgumentParser(
         prog="dicommove",
         description="Pull imaging studies out of a PACS with DICOM C-MOVE.",
@@ -135,7 +152,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the C-MOVE destination (default: the calling AE title, received here)",
     )
     mv.add_argument(
-        "-p", "--port", type=int, default=11111, help="the store SCP port (default: 11111)"
+        "-p",
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"the store SCP port (default: {DEFAULT_PORT})",
     )
     mv.add_argument(
         "-o",
@@ -217,9 +238,9 @@ def _build_parser() -> argparse.ArgumentParser:
     mv.add_argument(
         "--workers",
         type=int,
-        default=2,
+        default=DEFAULT_WORKERS,
         metavar="N",
-        help="parallel C-MOVE associations (default: 2)",
+        help=f"parallel C-MOVE associations (default: {DEFAULT_WORKERS})",
     )
     mv.add_argument(
         "--batch",
@@ -252,7 +273,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--deadline",
         type=float,
         metavar="S",
-        help="cancel the whole run after S seconds (default: no limit)",
+        help=f"cancel the whole run after S seconds and exit {EXIT_DEADLINE} (default: no limit)",
     )
     mv.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _common(mv)
@@ -285,7 +306,36 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--instances", type=int, default=5, help="instances per series")
     demo.add_argument("--no-progress", dest="progress", action="store_false")
     demo.add_argument("-v", "--verbose", action="count", default=0)
-    return parser
+    return parser, {"move": mv, "echo": ec, "demo": demo}
+
+
+def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line whose options and positionals may come in any order.
+
+    ``dicom-movescu ADDR --study QUERY.dcm`` is a valid command line (clap takes
+    positionals anywhere), but argparse's ``parse_args`` binds ``ADDR`` and the optional
+    ``QUERY.dcm`` together at the first positional and then refuses ``QUERY.dcm`` as
+    unrecognized. Each subcommand is therefore parsed with ``parse_intermixed_args``,
+    which does not support subparsers themselves: the top-level parser handles only what
+    names no subcommand (``--help``, ``--version``, errors).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments, without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    argparse.Namespace
+        The options, with ``command`` naming the subcommand.
+    """
+    parser, commands = _build_parsers()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in commands:
+        args = commands[arguments[0]].parse_intermixed_args(arguments[1:])
+        args.command = arguments[0]
+        return args
+    return parser.parse_args(arguments)
 
 
 @contextlib.contextmanager
@@ -325,10 +375,13 @@ def _pacs_address(args: argparse.Namespace) -> Any:
 
 
 def _max_pdu(value: int) -> int:
+    """Return ``--max-pdu-length`` as given, or raise :class:`InputError` if out of range."""
     from .errors import InputError
 
-    if value != 0 and not 4096 <= value <= 131072:
-        raise InputError(f"--max-pdu-length {value}: use 4096..131072, or 0 for unlimited")
+    if value != 0 and not _PDU_MIN <= value <= _PDU_MAX:
+        raise InputError(
+            f"--max-pdu-length {value}: use {_PDU_MIN}..{_PDU_MAX}, or 0 for unlimited"
+        )
     return value
 
 
@@ -487,41 +540,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         See the module docstring for the codes.
     """
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    from .errors import (
-        DicomMoveError,
-        InputError,
-        LocalSetupError,
-        MoveError,
-        MoveIncomplete,
-        NetworkError,
-    )
+    args = _parse_args(argv)
+    from .errors import DicomMoveError
 
     commands = {"move": _cmd_move, "echo": _cmd_echo, "demo": _cmd_demo}
     try:
         with _logging_to_stderr(args.verbose):
             return commands[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also MoveInterrupted, a MoveCancelled
         print("dicommove: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except DicomMoveError as exc:
         print(f"dicommove: error: {exc}", file=sys.stderr)
-        if isinstance(exc, InputError):
-            return EXIT_USAGE
-        if isinstance(exc, LocalSetupError):
-            return EXIT_LOCAL
-        if isinstance(exc, NetworkError):
-            return EXIT_NETWORK
-        if isinstance(exc, MoveIncomplete) and exc.manifest is not None:
-            df = exc.manifest
-            # partial: some instance is here (or moved); a duplicate request row is no instance
-            arrived = df["status"].isin(["received", "duplicate"]) & df["SOPInstanceUID"].notna()
-            if (arrived | (df["status"] == "moved")).any():
-                return EXIT_PARTIAL
-        if isinstance(exc, MoveError):
-            return EXIT_FAILED
-        return EXIT_FAILED
+        return _exit_code(exc)
+
+
+def _exit_code(exc: DicomMoveError) -> int:
+    """Return the exit code of an error (see the module docstring)."""
+    from .errors import (
+        InputError,
+        LocalSetupError,
+        MoveCancelled,
+        MoveIncomplete,
+        MoveTimeout,
+        NetworkError,
+    )
+
+    if isinstance(exc, InputError):
+        return EXIT_USAGE
+    if isinstance(exc, LocalSetupError):
+        return EXIT_LOCAL
+    if isinstance(exc, NetworkError):
+        return EXIT_NETWORK
+    if isinstance(exc, MoveTimeout):
+        return EXIT_DEADLINE
+    if isinstance(exc, MoveCancelled):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, MoveIncomplete) and exc.manifest is not None:
+        df = exc.manifest
+        # partial: some instance is here (or moved); a duplicate request row is no instance
+        arrived = df["status"].isin(["received", "duplicate"]) & df["SOPInstanceUID"].notna()
+        if (arrived | (df["status"] == "moved")).any():
+            return EXIT_PARTIAL
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -316,7 +316,7 @@ def test_job_cancel_stops_the_move_and_result_raises(
     job.cancel()
     with pytest.raises(MoveCancelled) as info:
         job.result(timeout=30)
-    assert not isinstance(info.value, KeyboardInterrupt)
+    assert type(info.value) is MoveCancelled  # not MoveInterrupted: no KeyboardInterrupt
     assert job.done()
     df = job.manifest
     assert (df["status"] == "cancelled").any()
@@ -409,8 +409,9 @@ def test_the_widget_cancel_button_cancels_a_background_job(
         reporter = job._reporter
         assert isinstance(reporter, WidgetReporter)
         reporter.cancel_button.click()
-        with pytest.raises(MoveCancelled):
+        with pytest.raises(MoveCancelled) as info:
             job.result(timeout=30)
+        assert type(info.value) is MoveCancelled
     assert reporter._bar.bar_style == "danger"  # red: the move ended cancelled
     assert reporter.cancel_button.disabled
     assert "cancelled" in reporter.text()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
 import zlib
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -13,6 +15,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from dicommove._header import HEADER_TAGS, MAX_DEPTH, encode_file_meta, read_header
+
+#: The documented bound: a deflated dataset is inflated at most this far for its header.
+INFLATE_LIMIT = 64 * 1024
 
 IMPLICIT, EXPLICIT, BIG = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"
@@ -107,14 +112,69 @@ def test_deflated_header_is_read_from_a_bounded_prefix() -> None:
     assert read_header(b"not deflate", DEFLATED_TS, complete=True) is None
 
 
-def test_deflate_bomb_is_not_expanded() -> None:
-    # 128 MiB of zeros after the header deflate to ~128 kB; only 64 KiB are inflated
-    ds = dataset()
-    head = encode(ds, EXPLICIT)
+def deflate_bomb(head: bytes, zeros_mib: int, tail: bytes = b"") -> bytes:
+    """``head``, then ``zeros_mib`` MiB of zeros, then ``tail``, deflated (about 1 kB per MiB)."""
     packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    bomb = packer.compress(head) + b"".join(packer.compress(bytes(1 << 20)) for _ in range(128))
-    bomb += packer.flush()
-    assert read_header(bomb, DEFLATED_TS, complete=True) is not None
+    zeros = bytes(1 << 20)
+    parts = [packer.compress(head)]
+    parts += [packer.compress(zeros) for _ in range(zeros_mib)]
+    parts += [packer.compress(tail), packer.flush()]
+    return b"".join(parts)
+
+
+class InflateSpy:
+    """Wraps ``zlib.decompressobj``: records the ``max_length`` asked and the bytes produced."""
+
+    def __init__(self) -> None:
+        self.max_lengths: list[int] = []
+        self.produced = 0
+        self._real = zlib.decompressobj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        real = self._real(*args, **kwargs)
+        spy = self
+
+        class Inflater:
+            @property
+            def eof(self) -> bool:
+                return bool(real.eof)
+
+            def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+                spy.max_lengths.append(max_length)
+                out = real.decompress(data, max_length)
+                spy.produced += len(out)
+                return out
+
+        return Inflater()
+
+
+def test_deflate_bomb_is_not_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 128 MiB bomb behind the header: the header is read, and at most 64 KiB inflated."""
+    spy = InflateSpy()
+    monkeypatch.setattr(zlib, "decompressobj", spy)
+    head = encode(dataset(), EXPLICIT)
+    header = read_header(deflate_bomb(head, 128), DEFLATED_TS, complete=True)
+    assert header == read_header(head, EXPLICIT, complete=True)
+    assert spy.max_lengths and all(0 < n <= INFLATE_LIMIT for n in spy.max_lengths)
+    assert 0 < spy.produced <= INFLATE_LIMIT
+
+
+def test_deflate_bomb_before_the_header_is_undecided() -> None:
+    """64 MiB of padding before SOPClassUID: inflated without a cap the header would be
+    found; with the cap it is out of reach, so the reader must give up (``None``)."""
+    ds = Dataset()
+    ds.add_new(0x00070010, "LO", "PADDING")  # a private block ahead of (0008,0016)
+    ds.add_new(0x00071000, "OB", b"")
+    pad = encode(ds, EXPLICIT)
+    assert pad.endswith(b"\x00\x00\x00\x00")  # (0007,1000) OB, length 0: patch it below
+    mib = 64
+    pad = pad[:-4] + struct.pack("<I", mib << 20)
+    head = encode(dataset(), EXPLICIT)
+    uncapped = pad + bytes(mib << 20) + head
+    assert read_header(uncapped, EXPLICIT, complete=True) == read_header(
+        head, EXPLICIT, complete=True
+    )  # the header is there, for a reader that inflates everything
+    assert read_header(deflate_bomb(pad, mib, head), DEFLATED_TS, complete=True) is None
 
 
 def test_garbage_never_raises_and_never_yields_uids() -> None:

@@ -231,8 +231,9 @@ def test_store_port_in_use_fails_before_any_move(
         busy.listen()
         taken = int(busy.getsockname()[1])
         before = len(demo_pacs.move_requests)
-        with pytest.raises(LocalSetupError, match="in use"):
+        with pytest.raises(LocalSetupError, match="in use") as info:
             run(demo_pacs, demo_cohort["StudyInstanceUID"].iloc[0], tmp_path, taken)
+        assert type(info.value) is LocalSetupError
     assert len(demo_pacs.move_requests) == before
 
 
@@ -241,13 +242,14 @@ def test_unwritable_output_fails_before_any_move(
 ) -> None:
     (tmp_path / "file").write_text("x")
     before = len(demo_pacs.move_requests)
-    with pytest.raises(LocalSetupError, match="output directory"):
+    with pytest.raises(LocalSetupError, match="output directory") as info:
         run(
             demo_pacs,
             demo_cohort["StudyInstanceUID"].iloc[0],
             tmp_path / "file" / "out",
             store_port,
         )
+    assert type(info.value) is LocalSetupError
     assert len(demo_pacs.move_requests) == before
 
 
@@ -279,7 +281,28 @@ def test_association_rejected_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_echo(demo_pacs: DemoPACS) -> None:
-    dicommove.echo(demo_pacs.node)
+    """The C-ECHO reaches the peer, from our AE title; once the peer is gone, it raises."""
+    echoes: list[tuple[str, str]] = []
+
+    def on_echo(event: Any) -> int:
+        echoes.append((event.assoc.requestor.ae_title, event.assoc.acceptor.ae_title))
+        return 0x0000
+
+    peer = AE(ae_title="ECHOSCP")
+    peer.add_supported_context(VERIFICATION)
+    server: Any = peer.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)]
+    )
+    address = f"ECHOSCP@127.0.0.1:{server.server_address[1]}"
+    try:
+        dicommove.echo(address, ae_title="ECHO-TEST")
+    finally:
+        server.shutdown()
+    assert echoes == [("ECHO-TEST", "ECHOSCP")]
+    with pytest.raises(ConnectError, match=rf"127\.0\.0\.1:{server.server_address[1]}"):
+        dicommove.echo(address, ae_title="ECHO-TEST")
+    assert len(echoes) == 1
+    dicommove.echo(demo_pacs.node)  # and the demo PACS answers it too
 
 
 def test_session_reuse_and_close(
@@ -291,8 +314,9 @@ def test_session_reuse_and_close(
         b = s.move(studies[1:2], progress=False)
     assert set(a["StudyInstanceUID"]) == {studies[0]}
     assert set(b["StudyInstanceUID"]) == {studies[1]}
-    with pytest.raises(dicommove.DicomMoveError, match="closed"):
+    with pytest.raises(dicommove.DicomMoveError, match="this session is closed") as info:
         s.move(studies[:1], progress=False)
+    assert type(info.value) is dicommove.DicomMoveError  # no subclass fits a closed session
     # the store store_port is free again once the move returned (as a server binds it)
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

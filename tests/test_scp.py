@@ -63,7 +63,7 @@ from senders import (
 )
 
 import dicommove
-from dicommove import DicomMoveError, InputError, LocalSetupError, Session
+from dicommove import DicomMoveError, InputError, LocalSetupError, MoveDestinationUnknown, Session
 from dicommove.scp import InstanceStore, Received, StoreSCP
 from dicommove.testing import DemoPACS, make_cohort
 
@@ -263,15 +263,17 @@ def test_port_in_use_is_a_local_setup_error(tmp_path: Path, start_scp: Start) ->
         scp = StoreSCP(
             store, ae_title=AE_TITLE, host="127.0.0.1", port=taken, on_instance=lambda r: None
         )
-        with pytest.raises(LocalSetupError, match="in use"):
+        with pytest.raises(LocalSetupError, match="in use") as info:
             scp.start()
+        assert type(info.value) is LocalSetupError
         assert not scp.running
     first = start_scp()
     second = StoreSCP(
         store, ae_title=AE_TITLE, host="127.0.0.1", port=first.port, on_instance=lambda r: None
     )
-    with pytest.raises(LocalSetupError, match="in use"):
+    with pytest.raises(LocalSetupError, match="in use") as info:
         second.start()
+    assert type(info.value) is LocalSetupError
     assert not second.running
     assert first.scp.running
 
@@ -535,8 +537,9 @@ def test_template_layout(tmp_path: Path, start_scp: Start) -> None:
     ],
 )
 def test_invalid_template_is_an_input_error(tmp_path: Path, template: str) -> None:
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="layout") as info:
         InstanceStore(tmp_path, layout=template)
+    assert type(info.value) is InputError
 
 
 @pytest.mark.parametrize(
@@ -544,8 +547,9 @@ def test_invalid_template_is_an_input_error(tmp_path: Path, template: str) -> No
 )
 def test_template_that_leaves_the_root_is_an_input_error(tmp_path: Path, template: str) -> None:
     """Only [A-Za-z0-9._-] and '/' are allowed, but '..' and a leading '/' would escape."""
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="layout") as info:
         InstanceStore(tmp_path, layout=template)
+    assert type(info.value) is InputError
 
 
 # -- association rules ------------------------------------------------------------------------
@@ -601,8 +605,9 @@ def test_disallowed_host_rejected_and_logged(
     path, _, _ = instance_file(tmp_path / "src")
     with scu(srv.port, bind="127.0.0.2") as assoc:
         assert not assoc.is_established
-    with pytest.raises((AssociationRefused, OSError)):
+    with pytest.raises(AssociationRefused) as info:
         RawAssociation(srv.port, called=AE_TITLE, calling=PACS_AE, bind="127.0.0.2").close()
+    assert info.value.rejected == (1, 1, 1)  # permanent, service user, no reason given
     wait_until(lambda: warning_mentions(caplog, "127.0.0.2"), 5, "a warning naming the IP")
     assert files_under(srv.root) == []
     assert srv.records == []
@@ -706,23 +711,28 @@ def test_unsafe_uid_refused_and_nothing_written(
 
 @pytest.mark.parametrize("bad", ["..", "../x", "<absolute>", "1.2/3"])
 def test_unsafe_sop_class_in_a_template_layout(tmp_path: Path, start_scp: Start, bad: str) -> None:
-    """A template that names a folder after the SOP class: its UID must be safe too."""
+    """A template that names a folder after the SOP class: its UID must be safe too.
+
+    Proposed as an abstract syntax, the unsafe UID gets no presentation context. Sent as
+    the C-STORE's SOP class on an accepted context (CT), it must be refused, and written
+    nowhere: neither under the root (where the layout would put it) nor beside it.
+    """
     if bad == "<absolute>":
         bad = str(tmp_path / "escape" / "x")
     srv = start_scp(layout="{SOPClassUID}/{SOPInstanceUID}.dcm", accept_unknown_sop_classes=True)
     ds = make_dataset()
     data = encode(ds, raw={0x00080016: ("UI", bad.encode())})
-    try:
-        with RawAssociation(
-            srv.port, called=AE_TITLE, contexts=[(1, bad, (ExplicitVRLittleEndian,))]
-        ) as raw:
-            if raw.accepted:
-                status = raw.store(data, sop_class=bad, sop_instance=ds.SOPInstanceUID)
-                assert is_failure(status), f"C-STORE answered {status!r}"
-    except AssociationRefused:
-        pass  # rejecting the association outright is fine too
+    with RawAssociation(
+        srv.port, called=AE_TITLE, contexts=[(1, bad, (ExplicitVRLittleEndian,))]
+    ) as raw:
+        assert raw.accepted == {}  # no context for it, so nothing can be sent on one
+    with RawAssociation(srv.port, called=AE_TITLE) as raw:  # context 1: CT Image Storage
+        assert raw.accepted == {1: ExplicitVRLittleEndian}
+        status = raw.store(data, sop_class=bad, sop_instance=ds.SOPInstanceUID)
+    assert is_failure(status), f"C-STORE answered {status!r}, not a failure status"
+    (rec,) = srv.wait_records(1)
+    assert (rec.status, rec.sop_instance_uid) == ("refused", ds.SOPInstanceUID)
     assert files_under(tmp_path) == []
-    assert all(r.status == "refused" for r in srv.records)
 
 
 def test_affected_uids_must_match_the_dataset(start_scp: Start) -> None:
@@ -1091,8 +1101,9 @@ def test_unwritable_output_as_a_non_root_user(tmp_path: Path) -> None:
         if os.geteuid() != 0:
             base.chmod(0o555)
             for target in targets:
-                with pytest.raises(LocalSetupError, match=re.escape(str(base))):
+                with pytest.raises(LocalSetupError, match=re.escape(str(base))) as info:
                     InstanceStore(target).prepare()
+                assert type(info.value) is LocalSetupError
             return
         # /root is not readable by nobody, so the interpreter starts as root, imports
         # everything, and only then drops to nobody (like setpriv --reuid=65534).
@@ -1222,8 +1233,12 @@ def test_move_from_a_disallowed_host_writes_nothing(
     caplog.set_level(logging.WARNING, logger="dicommove")
     pacs, port = demo
     study = str(small_cohort["StudyInstanceUID"].iloc[0])
-    with pytest.raises(DicomMoveError):
+    # our Store SCP rejects the PACS's store association: it reports 0xA801
+    with pytest.raises(MoveDestinationUnknown, match=r"0xA801") as info:
         _move(pacs, study, tmp_path, port, allowed_hosts=("127.0.0.2",))
+    assert info.value.status == 0xA801
+    assert info.value.manifest is not None
+    assert info.value.manifest["status"].tolist() == ["failed"]
     assert list(tmp_path.rglob("*.dcm")) == []
     assert warning_mentions(caplog, "127.0.0.1", pacs.ae_title)
 
