@@ -35,9 +35,10 @@ from .errors import (
 from .node import Node
 
 if TYPE_CHECKING:
-    from ._api import echo, move, start
-    from .engine import MoveJob, Session
+    from ._api import amove, echo, move, start
+    from .engine import AsyncSession, MoveJob, Session
     from .manifest import STATUSES
+    from .options import RetryPolicy, StoreOptions, Timeouts
     from .query import Query, Request
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "AddressError",
     "AssociationAborted",
     "AssociationRejected",
+    "AsyncSession",
     "ConnectError",
     "DicomMoveError",
     "DiskFullError",
@@ -63,8 +65,12 @@ __all__ = [
     "QueryError",
     "QueryWarning",
     "Request",
+    "RetryPolicy",
     "Session",
+    "StoreOptions",
+    "Timeouts",
     "__version__",
+    "amove",
     "echo",
     "move",
     "start",
@@ -72,11 +78,16 @@ __all__ = [
 
 # Imported on first use, so that `dicommove --help` does not pay for pydicom and pandas.
 _LAZY = {
+    "amove": "._api",
     "echo": "._api",
     "move": "._api",
     "start": "._api",
     "Session": ".engine",
+    "AsyncSession": ".engine",
     "MoveJob": ".engine",
+    "Timeouts": ".options",
+    "RetryPolicy": ".options",
+    "StoreOptions": ".options",
     "STATUSES": ".manifest",
     "Query": ".query",
     "Request": ".query",

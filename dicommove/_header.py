@@ -14,7 +14,14 @@ from __future__ import annotations
 import struct
 import zlib
 
-__all__ = ["DEFLATED", "HEADER_TAGS", "MAX_DEPTH", "encode_file_meta", "read_header"]
+__all__ = [
+    "DEFLATED",
+    "HEADER_TAGS",
+    "MAX_DEPTH",
+    "encode_file_meta",
+    "read_elements",
+    "read_header",
+]
 
 #: The elements the store reads: SOPClassUID, SOPInstanceUID, PatientID,
 #: StudyInstanceUID, SeriesInstanceUID.
@@ -174,3 +181,30 @@ def encode_file_meta(
     )
     group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
     return b"\x00" * 128 + b"DICM" + group_length + body
+
+
+def read_elements(data: bytes, transfer_syntax: str, tags: frozenset[int]) -> dict[int, str] | None:
+    """Return the text of the ``tags`` found at the top level of a whole, small dataset.
+
+    For C-FIND and C-MOVE response identifiers: every top-level element is walked
+    (sequences skipped). Multiple values stay joined by backslashes. ``None`` when the
+    bytes cannot be parsed here.
+    """
+    reader = _Reader(data, transfer_syntax)
+    found: dict[int, str] = {}
+    pos = 0
+    try:
+        while pos < len(data):
+            tag, value, length = reader.element(pos)
+            if length == _UNDEFINED:
+                pos = reader.skip_sequence(value, 1)
+                continue
+            if value + length > len(data):
+                raise _Short
+            if tag in tags:
+                text = bytes(data[value : value + length]).decode("latin-1")
+                found[tag] = text.rstrip("\x00 ").lstrip(" ")
+            pos = value + length
+    except (_Short, struct.error):
+        return None
+    return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["STATUS_TEXT", "Kind", "describe", "kind_of"]
+__all__ = ["STATUS_TEXT", "Kind", "describe", "is_failure", "kind_of"]
 
 
 class Kind(enum.Enum):
@@ -94,3 +94,16 @@ def describe(code: int | None) -> str:
     if 0xC000 <= code <= 0xCFFF:
         return f"0x{code:04X} failed: unable to process"
     return f"0x{code:04X} unknown status"
+
+
+#: Statuses that are not a failure of a C-MOVE, C-GET or C-FIND.
+_NOT_FAILURES = frozenset({PENDING, PENDING_WARNING, SUCCESS, WARNING, CANCEL})
+
+
+def is_failure(code: int | None) -> bool:
+    """Return whether a final status is a failure.
+
+    No status at all, and any code but success, pending, 0xB000 and cancel, are failures
+    (a C-MOVE has a single warning code, 0xB000).
+    """
+    return code is None or code not in _NOT_FAILURES

@@ -40,6 +40,7 @@ FAILED_SOP_INSTANCE_UID_LIST = 0x00080058
 PATIENT_ID = 0x00100020
 STUDY_INSTANCE_UID = 0x0020000D
 SERIES_INSTANCE_UID = 0x0020000E
+NUMBER_OF_SERIES_RELATED_INSTANCES = 0x00201209
 
 #: The keys a C-MOVE identifier is made of, and the few a move reads back.
 QR_KEYS: dict[str, QrKey] = {
@@ -53,6 +54,7 @@ QR_KEYS: dict[str, QrKey] = {
         QrKey(PATIENT_ID, "PatientID", "LO"),
         QrKey(STUDY_INSTANCE_UID, "StudyInstanceUID", "UI"),
         QrKey(SERIES_INSTANCE_UID, "SeriesInstanceUID", "UI"),
+        QrKey(NUMBER_OF_SERIES_RELATED_INSTANCES, "NumberOfSeriesRelatedInstances", "IS"),
     )
 }
 #: The same table by tag.

@@ -25,7 +25,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -386,8 +386,9 @@ def _max_pdu(value: int) -> int:
 
 
 def _cmd_move(args: argparse.Namespace) -> int:
-    from ._api import move
+    from . import _api
     from .errors import DicomMoveError, InputError
+    from .options import RetryPolicy, StoreOptions, Timeouts
     from .query import Model, Query
 
     model: Model = args.model or "study"
@@ -409,8 +410,16 @@ def _cmd_move(args: argparse.Namespace) -> int:
             what = Query.from_keys(what.keys, model=model)
     out = Path(args.out_dir)
     manifest_path = Path(args.manifest) if args.manifest else out / MANIFEST_NAME
+    store = StoreOptions(
+        bind=args.bind,
+        max_pdu=_max_pdu(args.max_pdu_length),
+        allowed_aes=args.allowed_aes,
+        allowed_hosts=args.allowed_hosts,
+        unrequested=args.unrequested,
+        accept_unknown_sop_classes=args.accept_unknown_sop_classes,
+    )
     try:
-        df = move(
+        rows = _api.move_rows(
             _pacs_address(args),
             what,
             out=out,
@@ -421,31 +430,25 @@ def _cmd_move(args: argparse.Namespace) -> int:
             strict=args.strict,
             progress="tqdm" if args.progress else False,
             layout=args.layout,
-            bind=args.bind,
-            max_pdu=_max_pdu(args.max_pdu_length),
-            dimse_timeout=args.timeout,
-            inactivity_timeout=args.timeout,
             deadline=args.deadline,
             workers=args.workers,
-            retries=args.retries,
             resume=args.resume,
             batch=args.batch,
-            allowed_aes=args.allowed_aes,
-            allowed_hosts=args.allowed_hosts,
-            unrequested=args.unrequested,
-            accept_unknown_sop_classes=args.accept_unknown_sop_classes,
+            timeouts=Timeouts(dimse=args.timeout, inactivity=args.timeout),
+            retry=RetryPolicy(retries=args.retries),
+            store=store,
         )
     except DicomMoveError as exc:
-        if exc.manifest is not None:  # whatever arrived is on disk: say so
+        if exc.rows is not None:  # whatever arrived is on disk: say so
             try:
-                _report(exc.manifest, manifest_path)
+                _report(exc.rows, manifest_path)
             except OSError as write_error:  # e.g. the output directory itself is unusable
                 print(
                     f"dicommove: cannot write the manifest to {manifest_path}: {write_error}",
                     file=sys.stderr,
                 )
         raise
-    _report(df, manifest_path)
+    _report(rows, manifest_path)
     return EXIT_OK
 
 
@@ -466,16 +469,17 @@ def _read_cohort(path: Path) -> pd.DataFrame:
     return df
 
 
-def _report(df: pd.DataFrame, manifest_path: Path) -> None:
-    from .manifest import PROBLEM_STATUSES, summarize, write_csv
+def _report(rows: Sequence[Mapping[str, Any]], manifest_path: Path) -> None:
+    from .manifest import PROBLEM_STATUSES, summarize_rows, write_rows
 
-    write_csv(df, manifest_path)
-    print(f"{summarize(df)}; manifest: {manifest_path}")
-    problems = df[df["status"].isin(sorted(PROBLEM_STATUSES))]
-    for row in problems.head(20).itertuples(index=False):
-        keys = (row.SOPInstanceUID, row.SeriesInstanceUID, row.StudyInstanceUID, row.PatientID)
-        what = next((k for k in keys if isinstance(k, str) and k), f"request {row.request}")
-        print(f"  {row.status}: {what}: {row.reason}", file=sys.stderr)
+    write_rows(rows, manifest_path)
+    print(f"{summarize_rows(rows)}; manifest: {manifest_path}")
+    problems = [row for row in rows if row.get("status") in PROBLEM_STATUSES]
+    for row in problems[:20]:
+        keys = [row.get(k) for k in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")]
+        keys.append(row.get("PatientID"))
+        what = next((k for k in keys if isinstance(k, str) and k), f"request {row.get('request')}")
+        print(f"  {row.get('status')}: {what}: {row.get('reason')}", file=sys.stderr)
     if len(problems) > 20:
         print(f"  ... and {len(problems) - 20} more (see the manifest)", file=sys.stderr)
 
@@ -484,7 +488,10 @@ def _cmd_echo(args: argparse.Namespace) -> int:
     from ._api import echo
 
     node = _pacs_address(args)
-    echo(node, ae_title=args.calling_ae_title, max_pdu=_max_pdu(args.max_pdu_length))
+    from .options import StoreOptions
+
+    store = StoreOptions(max_pdu=_max_pdu(args.max_pdu_length))
+    echo(node, ae_title=args.calling_ae_title, store=store)
     print(f"C-ECHO {node}: success")
     return EXIT_OK
 
@@ -576,12 +583,14 @@ def _exit_code(exc: DicomMoveError) -> int:
         return EXIT_DEADLINE
     if isinstance(exc, MoveCancelled):
         return EXIT_INTERRUPTED
-    if isinstance(exc, MoveIncomplete) and exc.manifest is not None:
-        df = exc.manifest
+    if isinstance(exc, MoveIncomplete) and exc.rows is not None:
         # partial: some instance is here (or moved); a duplicate request row is no instance
-        arrived = df["status"].isin(["received", "duplicate"]) & df["SOPInstanceUID"].notna()
-        if (arrived | (df["status"] == "moved")).any():
-            return EXIT_PARTIAL
+        for row in exc.rows:
+            status = row.get("status")
+            if status == "moved" or (
+                status in ("received", "duplicate") and row.get("SOPInstanceUID")
+            ):
+                return EXIT_PARTIAL
     return EXIT_FAILED
 
 

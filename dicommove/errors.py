@@ -29,10 +29,13 @@ so nothing already received is lost.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+Rows = Sequence[Mapping[str, Any]]
 
 __all__ = [
     "AddressError",
@@ -61,12 +64,45 @@ class DicomMoveError(Exception):
     Attributes
     ----------
     manifest : pandas.DataFrame or None
-        The manifest as far as it got, when the error happened during a move.
+        The manifest as far as it got, when the error happened during a move (built
+        from :attr:`rows` when first read).
+    rows : list of dict or None
+        The same manifest as plain rows (no pandas needed).
     """
 
-    def __init__(self, message: str, *, manifest: pd.DataFrame | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        manifest: pd.DataFrame | None = None,
+        rows: Rows | None = None,
+    ) -> None:
         super().__init__(message)
-        self.manifest = manifest
+        self._manifest = manifest
+        self._rows = rows
+
+    @property
+    def rows(self) -> Rows | None:
+        """The manifest as plain rows, or ``None``."""
+        return self._rows
+
+    @rows.setter
+    def rows(self, value: Rows | None) -> None:
+        self._rows = value
+        self._manifest = None  # built again from the new rows when read
+
+    @property
+    def manifest(self) -> pd.DataFrame | None:
+        """The manifest as far as it got (a DataFrame), or ``None``."""
+        if self._manifest is None and self._rows is not None:
+            from .manifest import build
+
+            self._manifest = build(self._rows)
+        return self._manifest
+
+    @manifest.setter
+    def manifest(self, value: pd.DataFrame | None) -> None:
+        self._manifest = value
 
 
 class InputError(DicomMoveError, ValueError):
@@ -120,8 +156,9 @@ class AssociationRejected(NetworkError):
         source: int = 0,
         reason: int = 0,
         manifest: pd.DataFrame | None = None,
+        rows: Rows | None = None,
     ) -> None:
-        super().__init__(message, manifest=manifest)
+        super().__init__(message, manifest=manifest, rows=rows)
         self.result = result
         self.source = source
         self.reason = reason
@@ -149,8 +186,9 @@ class MoveError(DicomMoveError):
         status: int | None = None,
         error_comment: str = "",
         manifest: pd.DataFrame | None = None,
+        rows: Rows | None = None,
     ) -> None:
-        super().__init__(message, manifest=manifest)
+        super().__init__(message, manifest=manifest, rows=rows)
         self.status = status
         self.error_comment = error_comment
 

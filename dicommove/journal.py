@@ -1,22 +1,27 @@
-"""The run journal: what landed on disk, appended as it lands, for ``resume=True``.
+"""The run journal: the one record of what landed, appended as it lands.
 
 Every move into our own Store SCP appends JSON lines to
 ``OUT/.dicommove/journal.jsonl``:
 
-* ``{"event": "instance", "key": K, "sop": ..., "path": ..., "size": ...}`` when
-  an instance got its final name (written from the store thread, before the
-  C-STORE is answered: a crash after that loses nothing the journal claims);
-* ``{"event": "request", "key": K, "complete": true, "instances": n}`` when a
-  request ended with every instance accounted for and none of them a problem.
+* ``{"event": "run", "pid": ...}`` when a run starts;
+* ``{"event": "instance", "key": K, "sop": ..., "path": ..., "size": ..., "status": ...}``
+  for every C-STORE outcome, once its file has its final name (``path`` relative to
+  ``OUT``; ``key`` is ``null`` for an instance that matched no request);
+* ``{"event": "request", "key": K, "complete": true, "instances": n}`` when a request
+  ended, written only after its files were made durable (group commit): a crash
+  loses nothing that the journal claims.
 
-``K`` is the request's identifier in a canonical form (:func:`request_key`), so
-the same cohort maps to the same keys whatever its index labels, and, with
-``batch=1``, whatever its row order (a batched C-MOVE's key lists its UIDs: resume
-with the same ``batch`` and order). A
-later ``move(..., resume=True)`` skips each request whose last ``request``
-record says complete *and* whose files all exist with their recorded sizes;
-everything else is asked for again. Lines are written with one ``write`` each
-(``O_APPEND``); a torn last line after a crash is ignored when reading.
+Lines are buffered and written a few times a second, at the end of each request and
+when the run ends; a torn last line after a crash is ignored when reading. The
+manifest of a run is built from its lines by :mod:`dicommove.rows` (pure code), so
+nothing per instance needs to stay in memory while a move runs.
+
+``K`` is the request's identifier in a canonical form (:func:`request_key`), so the
+same cohort maps to the same keys whatever its index labels and, with ``batch=1``,
+whatever its row order (a batched C-MOVE's key lists its UIDs: resume with the same
+``batch`` and order). ``move(..., resume=True)`` skips each request whose last
+``request`` record says complete *and* whose files all exist with their recorded
+sizes, copying their lines into the new run; everything else is asked for again.
 """
 
 from __future__ import annotations
@@ -25,21 +30,26 @@ import contextlib
 import json
 import logging
 import os
-import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .rows import EARLIER_RUN, Arrival
+
 if TYPE_CHECKING:
     from .query import Query
+    from .store import Received
 
-__all__ = ["JOURNAL_DIR", "Journal", "JournalEntry", "request_key"]
+__all__ = ["JOURNAL_DIR", "JOURNAL_NAME", "Journal", "JournalEntry", "request_key"]
 
 logger = logging.getLogger("dicommove")
 
 #: Our metadata directory under the output root.
 JOURNAL_DIR = ".dicommove"
 JOURNAL_NAME = "journal.jsonl"
+#: Buffered bytes that trigger a write.
+_FLUSH_AT = 1 << 16
 
 
 def request_key(query: Query) -> str:
@@ -53,25 +63,25 @@ def request_key(query: Query) -> str:
 
 @dataclass
 class JournalEntry:
-    """What the journal knows about one request key."""
+    """What earlier runs recorded for one request key (see :meth:`Journal.scan`)."""
 
     complete: bool = False
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)  # SOP UID -> record
 
     def on_disk(self, root: Path) -> bool:
         """Whether every recorded instance file exists under ``root`` with its size."""
-        for rec in self.instances.values():
-            path = root / rec["path"]
-            try:
-                if path.stat().st_size != rec["size"]:
-                    return False
-            except OSError:
-                return False
-        return True
+        return all(_file_ok(root, rec) for rec in self.instances.values())
+
+
+def _file_ok(root: Path, rec: dict[str, Any]) -> bool:
+    try:
+        return bool((root / rec["path"]).stat().st_size == rec["size"])
+    except (OSError, KeyError, TypeError):
+        return False
 
 
 class Journal:
-    """An append-only journal under ``root/.dicommove/`` (thread-safe).
+    """An append-only journal under ``root/.dicommove/``, written from the event loop.
 
     Parameters
     ----------
@@ -82,19 +92,27 @@ class Journal:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         self.path = self.root / JOURNAL_DIR / JOURNAL_NAME
+        self._root_prefix = os.path.join(self.root, "")
         self._fd: int | None = None
-        self._lock = threading.Lock()
+        self._start = 0  # where this run's lines begin
+        self._buffer: list[str] = []
+        self._buffered = 0
+        self._unwritten: list[str] = []  # lines a write error kept from the file
+        self._quoted: dict[str, str] = {}  # JSON of strings that repeat (keys, study UIDs...)
 
+    # -- writing -----------------------------------------------------------------
     def open(self) -> None:
         """Open the journal for appending (creating it), and note the run's start."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._append({"event": "run", "pid": os.getpid()})
+        self._start = os.fstat(self._fd).st_size
+        self._append(_dumps({"event": "run", "pid": os.getpid()}))
+        self.flush()
 
     def close(self) -> None:
-        """Flush the journal to stable storage and close it."""
-        with self._lock:
-            fd, self._fd = self._fd, None
+        """Write what is buffered, flush the journal to stable storage and close it."""
+        self.flush()
+        fd, self._fd = self._fd, None
         if fd is not None:
             try:
                 os.fsync(fd)
@@ -102,51 +120,132 @@ class Journal:
                 logger.warning("cannot fsync the journal %s: %s", self.path, exc)
             os.close(fd)
 
-    def _append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            if self._fd is None:
-                return
-            try:
-                os.write(self._fd, line)
-            except OSError as exc:  # a full disk must not break the receive path
-                logger.warning("cannot append to the journal %s: %s", self.path, exc)
+    def _q(self, text: str) -> str:
+        quoted = self._quoted.get(text)
+        if quoted is None:
+            quoted = json.dumps(text)
+            if len(self._quoted) < 100_000:
+                self._quoted[text] = quoted
+        return quoted
 
-    def instance(self, key: str, fields: dict[str, Any]) -> None:
-        """Record an instance that got its final name.
+    def _append(self, line: str) -> None:
+        self._buffer.append(line)
+        self._buffered += len(line) + 1
+        if self._buffered >= _FLUSH_AT:
+            self.flush()
 
-        ``fields`` holds at least ``sop`` (SOPInstanceUID), ``path`` (absolute, or
-        relative to the root) and ``size``; more manifest fields may follow.
-        """
-        record = {"event": "instance", "key": key, **fields}
-        with contextlib.suppress(ValueError):  # another drive (Windows): keep it absolute
-            record["path"] = os.path.relpath(fields["path"], self.root)
-        self._append(record)
+    def flush(self) -> None:
+        """Write the buffered lines (one ``write``); never raises."""
+        if not self._buffer:
+            return
+        lines, self._buffer, self._buffered = self._buffer, [], 0
+        if self._fd is None:
+            self._unwritten.extend(lines)
+            return
+        data = ("\n".join(lines) + "\n").encode()
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(f"short write ({written} of {len(data)} bytes)")
+        except OSError as exc:  # a full disk must not break the receive path
+            logger.warning("cannot append to the journal %s: %s", self.path, exc)
+            self._unwritten.extend(lines)
+
+    def instance(self, key: str | None, rec: Received) -> None:
+        """Record one C-STORE outcome (after its file got its final name, if it did)."""
+        path = rec.path
+        if path.startswith(self._root_prefix):
+            path = path[len(self._root_prefix) :]
+        q = self._q
+        reason = f',"reason":{json.dumps(rec.reason)}' if rec.reason else ""
+        self._append(
+            f'{{"event":"instance","key":{"null" if key is None else q(key)},'
+            f'"sop":{q(rec.sop_instance_uid)},"path":{json.dumps(path)},"size":{rec.size},'
+            f'"status":"{rec.status}","sop_class":{q(rec.sop_class_uid)},'
+            f'"ts":{q(rec.transfer_syntax_uid)},"study":{q(rec.study_instance_uid)},'
+            f'"series":{q(rec.series_instance_uid)},"patient":{q(rec.patient_id)},'
+            f'"at":{rec.received_at!r}{reason}}}'
+        )
+
+    def copy(self, key: str, record: dict[str, Any]) -> None:
+        """Copy an earlier run's instance record into this run (``resume=True``)."""
+        copied = {"event": "instance", **record, "key": key}
+        self._append(_dumps({**copied, "status": "received", "reason": EARLIER_RUN}))
 
     def request(self, key: str, *, complete: bool, instances: int) -> None:
-        """Record how a request ended."""
-        self._append({"event": "request", "key": key, "complete": complete, "instances": instances})
+        """Record how a request ended (after its files were made durable)."""
+        self._append(
+            f'{{"event":"request","key":{self._q(key)},'
+            f'"complete":{"true" if complete else "false"},"instances":{instances}}}'
+        )
+        self.flush()
 
-    def load(self) -> dict[str, JournalEntry]:
+    # -- reading -----------------------------------------------------------------
+    def _lines(self, start: int) -> Iterator[bytes]:
+        try:
+            with open(self.path, "rb") as stream:
+                stream.seek(start)
+                yield from stream
+        except FileNotFoundError:
+            pass
+        for line in self._unwritten:
+            yield line.encode()
+
+    def arrivals(self) -> Iterator[tuple[str | None, Arrival]]:
+        """Yield this run's instance records as (request key, :class:`Arrival`)."""
+        self.flush()
+        for raw in self._lines(self._start):
+            rec = _parse(raw)
+            if rec is not None and rec.get("event") == "instance":
+                yield rec.get("key"), self._arrival(rec)
+
+    def _arrival(self, rec: dict[str, Any]) -> Arrival:
+        path = str(rec.get("path") or "")
+        return Arrival(
+            sop=str(rec.get("sop", "")),
+            sop_class=str(rec.get("sop_class") or ""),
+            transfer_syntax=str(rec.get("ts") or ""),
+            status=str(rec.get("status") or "received"),
+            reason=str(rec.get("reason") or ""),
+            study=str(rec.get("study") or ""),
+            series=str(rec.get("series") or ""),
+            patient=str(rec.get("patient") or ""),
+            path=str(self.root / path) if path else "",
+            size=int(rec.get("size") or 0),
+            at=rec.get("at"),
+        )
+
+    def scan(self) -> dict[str, JournalEntry]:
         """Read the journal of earlier runs: request key -> what it recorded.
 
-        A request's instances accumulate over runs; its completeness is the last
-        ``request`` record's. Unreadable lines (a torn write) are skipped.
+        A request's instances accumulate over runs (only those that landed on disk);
+        its completeness is the last ``request`` record's. Unreadable lines (a torn
+        write) are skipped.
         """
         entries: dict[str, JournalEntry] = {}
-        try:
-            lines = self.path.read_bytes().splitlines()
-        except FileNotFoundError:
-            return entries
-        for raw in lines:
-            try:
-                rec = json.loads(raw)
-                event, key = rec["event"], rec.get("key")
-            except (ValueError, KeyError, TypeError):
+        for raw in self._lines(0):
+            rec = _parse(raw)
+            if rec is None or not isinstance(rec.get("key"), str):
                 continue
-            if event == "instance":
-                entry = entries.setdefault(key, JournalEntry())
-                entry.instances[rec["sop"]] = rec
+            event, key = rec.get("event"), rec["key"]
+            if event == "instance" and rec.get("status", "received") in ("received", "duplicate"):
+                if rec.get("path") and "sop" in rec:
+                    entry = entries.setdefault(key, JournalEntry())
+                    entry.instances[rec["sop"]] = {
+                        k: v for k, v in rec.items() if k not in ("event", "key", "reason")
+                    }
             elif event == "request":
                 entries.setdefault(key, JournalEntry()).complete = bool(rec.get("complete"))
         return entries
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    with contextlib.suppress(ValueError):
+        rec = json.loads(raw)
+        if isinstance(rec, dict):
+            return rec
+    return None

@@ -29,10 +29,12 @@ that failed before its instances could be listed.
 
 from __future__ import annotations
 
+import csv
+import datetime
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,8 +48,12 @@ __all__ = [
     "is_complete",
     "read_csv",
     "summarize",
+    "summarize_rows",
     "write_csv",
+    "write_rows",
 ]
+
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 #: Every value the ``status`` column can take.
 STATUSES: tuple[str, ...] = (
@@ -150,6 +156,8 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _missing(value: Any) -> bool:
+    if type(value).__name__ == "NAType":  # pandas.NA, without importing pandas
+        return True
     try:
         return bool(value is None or value != value)  # None or NaN
     except (TypeError, ValueError):
@@ -167,7 +175,7 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
-    df.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+    df.to_csv(tmp, index=False, date_format=_DATE_FORMAT)
     os.replace(tmp, target)
     return target
 
@@ -193,17 +201,70 @@ def summarize(df: pd.DataFrame) -> str:
     >>> summarize(build([{"status": "received", "size": 10, "request": 0}]))
     '1 instance received (10 bytes) for 1 request; received: 1'
     """
-    counts = df["status"].value_counts(sort=False)
-    present = [f"{name}: {int(counts[name])}" for name in STATUSES if counts.get(name, 0)]
-    stored = df["status"].isin(["received"])
-    n = int(stored.sum())
-    nbytes = int(df.loc[stored, "size"].fillna(0).sum())
-    n_requests = int(df["request"].dropna().nunique())
+    part = df[["status", "size", "request"]].astype(object)
+    return summarize_rows(part.where(part.notna(), None).to_dict("records"))
+
+
+def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    """:func:`summarize` of manifest rows (no pandas)."""
+    counts: dict[str, int] = {}
+    n = nbytes = 0
+    requests: set[Any] = set()
+    for row in rows:
+        status = row.get("status")
+        if isinstance(status, str):
+            counts[status] = counts.get(status, 0) + 1
+        if status == "received":
+            n += 1
+            size = row.get("size")
+            nbytes += 0 if _missing(size) else int(cast(Any, size))
+        request = row.get("request")
+        if not _missing(request):
+            requests.add(request)
+    present = [f"{name}: {counts[name]}" for name in STATUSES if counts.get(name, 0)]
+    n_requests = len(requests)
     text = (
         f"{n} instance{'s' if n != 1 else ''} received ({_human_bytes(nbytes)}) "
         f"for {n_requests} request{'s' if n_requests != 1 else ''}"
     )
     return text + ("; " + ", ".join(present) if present else "")
+
+
+def _csv_cell(name: str, value: Any) -> str:
+    if _missing(value):
+        return ""
+    if name == "received_at":
+        if isinstance(value, (int, float)):
+            stamp = datetime.datetime.fromtimestamp(float(value), tz=datetime.timezone.utc)
+        else:
+            stamp = value
+        return str(stamp.strftime(_DATE_FORMAT))
+    if COLUMNS[name] == "Int64":
+        return str(int(value))
+    return str(value)
+
+
+def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write manifest rows as CSV, as :func:`write_csv` would (no pandas); atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part")
+    with open(tmp, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            unknown = set(row) - set(COLUMNS)
+            if unknown:
+                raise KeyError(f"unknown manifest columns {sorted(unknown)}")
+            writer.writerow([_csv_cell(name, row.get(name)) for name in COLUMNS])
+    os.replace(tmp, target)
+    return target
 
 
 def _human_bytes(n: int) -> str:

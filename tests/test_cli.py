@@ -20,7 +20,7 @@ from pynetdicom import AE, evt
 import dicommove._api
 from dicommove import MoveCancelled, MoveTimeout, Node, Query, cli
 from dicommove._defaults import DEFAULT_MAX_PDU
-from dicommove.manifest import build, read_csv
+from dicommove.manifest import read_csv
 from dicommove.testing import DemoPACS
 
 DEMO_COHORT = dict(patients=1, studies=2, series=2, instances=2)
@@ -160,20 +160,20 @@ def test_a_third_positional_is_still_a_usage_error(capsys: pytest.CaptureFixture
 
 @dataclass
 class FakeMove:
-    """Stands in for ``dicommove._api.move``: records its arguments, returns no rows."""
+    """Stands in for ``dicommove._api.move_rows``: records its arguments, returns no rows."""
 
     calls: list[tuple[Any, Any, dict[str, Any]]] = field(default_factory=list)
 
-    def __call__(self, pacs: Any, what: Any, **kwargs: Any) -> pd.DataFrame:
+    def __call__(self, pacs: Any, what: Any, **kwargs: Any) -> list[dict[str, Any]]:
         self.calls.append((pacs, what, kwargs))
-        return build([])
+        return []
 
 
 @pytest.fixture
 def fake_move(monkeypatch: pytest.MonkeyPatch) -> FakeMove:
     """Replace the library's move(): the CLI runs up to the network and no further."""
     fake = FakeMove()
-    monkeypatch.setattr(dicommove._api, "move", fake)
+    monkeypatch.setattr(dicommove._api, "move_rows", fake)
     return fake
 
 
@@ -227,7 +227,7 @@ def test_seed_examples_reach_the_library_as_the_readme_means(
         11111,
         Path("."),
     )
-    assert kwargs["max_pdu"] == DEFAULT_MAX_PDU
+    assert kwargs["store"].max_pdu == DEFAULT_MAX_PDU
     assert (tmp_path / cli.MANIFEST_NAME).exists()
 
 
@@ -294,7 +294,7 @@ def test_max_pdu_length_accepted(value: int, fake_move: FakeMove, tmp_path: Path
     code = run("move", SEED_ADDR, *query, "--max-pdu-length", str(value), "-o", str(tmp_path))
     assert code == cli.EXIT_OK
     ((_pacs, _what, kwargs),) = fake_move.calls
-    assert kwargs["max_pdu"] == value
+    assert kwargs["store"].max_pdu == value
 
 
 @pytest.mark.parametrize("value", [-1, 1, 4095, 2**32])
@@ -321,7 +321,7 @@ def test_max_pdu_length_default_is_the_librarys(fake_move: FakeMove, tmp_path: P
     code = run("move", SEED_ADDR, "-q", f"StudyInstanceUID={SEED_STUDY_UID}", "-o", str(tmp_path))
     assert code == cli.EXIT_OK
     ((_pacs, _what, kwargs),) = fake_move.calls
-    assert kwargs["max_pdu"] == DEFAULT_MAX_PDU == 262144
+    assert kwargs["store"].max_pdu == DEFAULT_MAX_PDU == 262144
 
 
 @pytest.fixture
@@ -919,17 +919,15 @@ def test_cancelled_and_deadline_exit_codes_keep_the_manifest(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A cancelled move exits 130 like Ctrl-C; both write the partial manifest first."""
-    error.manifest = build(
-        [
-            {"request": 0, "SOPInstanceUID": "1.2.3.1", "status": "received"},
-            {"request": 0, "status": "cancelled", "reason": "cancelled"},
-        ]
-    )
+    error.rows = [
+        {"request": 0, "SOPInstanceUID": "1.2.3.1", "status": "received"},
+        {"request": 0, "status": "cancelled", "reason": "cancelled"},
+    ]
 
-    def fail(*_args: Any, **_kwargs: Any) -> pd.DataFrame:
+    def fail(*_args: Any, **_kwargs: Any) -> list[dict[str, Any]]:
         raise error
 
-    monkeypatch.setattr(dicommove._api, "move", fail)
+    monkeypatch.setattr(dicommove._api, "move_rows", fail)
     got = run("move", SEED_ADDR, "-q", f"StudyInstanceUID={SEED_STUDY_UID}", "-o", str(tmp_path))
     assert got == code
     assert f"dicommove: error: {error}" in capsys.readouterr().err

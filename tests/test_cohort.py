@@ -26,12 +26,16 @@ from dicommove import (
     MoveInterrupted,
     MoveTimeout,
     Query,
+    RetryPolicy,
     Session,
+    Timeouts,
 )
 from dicommove.testing import DemoPACS
 
 DEMO_COHORT = dict(patients=2, studies=2, series=2, instances=3)  # 4 studies, 24 instances
-FAST: dict[str, Any] = dict(retry_backoff=0.01, cancel_grace=1.0)
+#: Quick retries and a short C-CANCEL grace, for tests that provoke them.
+FAST_RETRY = RetryPolicy(backoff=0.01)
+FAST: dict[str, Any] = dict(retry=FAST_RETRY, timeouts=Timeouts(cancel_grace=1.0))
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +103,12 @@ def test_fewer_associations_than_workers_the_rest_carry_on(
     with caplog.at_level(logging.WARNING, logger="dicommove"):
         # (a backoff long enough for an association of the previous test to end)
         df = run(
-            demo_pacs, studies(demo_cohort), tmp_path, store_port, workers=3, retry_backoff=0.2
+            demo_pacs,
+            studies(demo_cohort),
+            tmp_path,
+            store_port,
+            workers=3,
+            retry=RetryPolicy(backoff=0.2),
         )
     assert (df["status"] == "received").all(), df[["status", "reason"]]
     assert len(df) == len(demo_cohort)
@@ -146,9 +155,9 @@ def test_connection_refused_is_retried_a_bounded_number_of_times(
             out=tmp_path,
             port=0,
             progress=False,
-            retries=2,
+            retry=RetryPolicy(retries=2, backoff=0.01),
+            timeouts=Timeouts(cancel_grace=1.0),
             workers=1,
-            **FAST,
         )
     assert caplog.text.count("retry ") == 2
 
@@ -169,7 +178,13 @@ def test_a_silent_pacs_times_out_after_inactivity(
     demo_pacs.faults.stall_after = 2
     demo_pacs.faults.ignore_cancel = ignore_cancel
     df = run(
-        demo_pacs, study, tmp_path, store_port, inactivity_timeout=0.5, errors="ignore", **FAST
+        demo_pacs,
+        study,
+        tmp_path,
+        store_port,
+        errors="ignore",
+        retry=FAST_RETRY,
+        timeouts=Timeouts(inactivity=0.5, cancel_grace=1.0),
     )
     received = df[df["status"] == "received"]
     assert len(received) == 2
@@ -187,7 +202,7 @@ def test_slow_stores_without_pending_responses_are_activity(
     study = studies(demo_cohort)[0]
     demo_pacs.faults.skip_pending = True
     demo_pacs.faults.delay_per_store = 0.25
-    df = run(demo_pacs, study, tmp_path, store_port, inactivity_timeout=0.6)
+    df = run(demo_pacs, study, tmp_path, store_port, timeouts=Timeouts(inactivity=0.6))
     assert (df["status"] == "received").all()
     assert len(df) == len(demo_cohort[demo_cohort["StudyInstanceUID"] == study])
 
@@ -233,7 +248,15 @@ def test_a702_is_retried(
     study = studies(demo_cohort)[0]
     in_study = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
     demo_pacs.faults.fail_instances = set(in_study["SOPInstanceUID"])  # every one: 0xA702
-    df = run(demo_pacs, study, tmp_path, store_port, errors="ignore", retries=2, **FAST)
+    df = run(
+        demo_pacs,
+        study,
+        tmp_path,
+        store_port,
+        errors="ignore",
+        retry=RetryPolicy(retries=2, backoff=0.01),
+        timeouts=Timeouts(cancel_grace=1.0),
+    )
     assert len(demo_pacs.move_requests) == 3
     assert df["reason"].str.contains("0xA702").any()
     assert not (df["status"] == "received").any()
@@ -499,7 +522,9 @@ def test_resume_asks_a_partial_request_only_for_what_is_missing(
     study = studies(demo_cohort)[0]
     in_study = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
     demo_pacs.faults.abort_after = 4
-    first = run(demo_pacs, study, tmp_path, store_port, errors="ignore", retries=0)
+    first = run(
+        demo_pacs, study, tmp_path, store_port, errors="ignore", retry=RetryPolicy(retries=0)
+    )
     assert (first["status"] == "received").sum() == 4
     demo_pacs.faults.clear()
     demo_pacs.reset_counters()
@@ -536,7 +561,8 @@ def test_a_connection_closed_during_set_up_is_retried(tmp_path: Path) -> None:
         with pytest.raises(dicommove.AssociationAborted):
             dicommove.move(
                 f"PACS@127.0.0.1:{port}", "1.2.3", out=tmp_path, port=0, progress=False,
-                retries=2, workers=1, **FAST,
+                retry=RetryPolicy(retries=2, backoff=0.01), timeouts=Timeouts(cancel_grace=1.0),
+                workers=1,
             )  # fmt: skip
     finally:
         listener.close()

@@ -22,7 +22,9 @@ from dicommove import (
     MoveIncomplete,
     Query,
     QueryError,
+    RetryPolicy,
     Session,
+    Timeouts,
 )
 from dicommove.manifest import COLUMNS
 from dicommove.testing import DemoPACS
@@ -165,7 +167,7 @@ def test_failure_statuses_become_rows(
     demo_pacs.faults.error_comment = "synthetic failure"
     study = demo_cohort["StudyInstanceUID"].iloc[0]
     # (retries=0: 0xA702 is retried, and the retry would find everything here already)
-    df = run(demo_pacs, study, tmp_path, store_port, errors="ignore", retries=0)
+    df = run(demo_pacs, study, tmp_path, store_port, errors="ignore", retry=RetryPolicy(retries=0))
     failed = df[df["status"] == "failed"]
     assert len(failed) >= 1
     assert f"0x{code:04X}" in str(failed["reason"].iloc[-1])
@@ -257,7 +259,12 @@ def test_connection_refused(tmp_path: Path) -> None:
     pacs_port = free_port()
     with pytest.raises(ConnectError, match=f"127.0.0.1:{pacs_port}.*Connection refused") as info:
         dicommove.move(
-            f"PACS@127.0.0.1:{pacs_port}", "1.2.3", out=tmp_path, port=0, progress=False, retries=0
+            f"PACS@127.0.0.1:{pacs_port}",
+            "1.2.3",
+            out=tmp_path,
+            port=0,
+            progress=False,
+            retry=RetryPolicy(retries=0),
         )
     manifest = info.value.manifest
     assert manifest is not None
@@ -341,7 +348,9 @@ def test_identifier_sent_is_exactly_the_query(
     demo_pacs: DemoPACS, store_port: int, tmp_path: Path
 ) -> None:
     before = len(demo_pacs.move_requests)
-    run(demo_pacs, Query.study("1.2.3.4", "1.2.3.5"), tmp_path, store_port, errors="ignore")
+    # split=False: one C-MOVE as given (by default idle workers would share the two studies)
+    query = Query.study("1.2.3.4", "1.2.3.5")
+    run(demo_pacs, query, tmp_path, store_port, errors="ignore", split=False)
     identifier = demo_pacs.move_requests[before]
     assert isinstance(identifier, Dataset)
     assert {e.keyword for e in identifier} == {"QueryRetrieveLevel", "StudyInstanceUID"}
@@ -375,7 +384,7 @@ def test_a_port_that_is_not_dicom_is_an_association_error(tmp_path: Path) -> Non
         thread = threading.Thread(target=hang_up)
         thread.start()
         with pytest.raises(dicommove.AssociationAborted, match="did not establish an association"):
-            dicommove.echo(f"PACS@127.0.0.1:{port}", acse_timeout=5)
+            dicommove.echo(f"PACS@127.0.0.1:{port}", timeouts=Timeouts(acse=5))
         thread.join()
 
 
@@ -402,7 +411,7 @@ def test_no_association_reply_times_out_after_the_acse_timeout(tmp_path: Path) -
             with pytest.raises(
                 dicommove.AssociationAborted, match=r"no association reply within 0\.5 s"
             ):
-                dicommove.echo(f"PACS@127.0.0.1:{port}", acse_timeout=0.5)
+                dicommove.echo(f"PACS@127.0.0.1:{port}", timeouts=Timeouts(acse=0.5))
         finally:
             done.set()
             thread.join()

@@ -1,13 +1,22 @@
 """Routing of received instances to concurrent requests (reliability case 23), no network.
 
-Two requests are active at once on one session, as when several C-MOVEs share one store SCP.
+Two requests are active at once on one session, as when several C-MOVEs share one store
+SCP. Then reliability case 15 (FailedSOPInstanceUIDList in every shape), as pure rows.
 """
 
 from __future__ import annotations
 
-from dicommove import Query, Request, Session
-from dicommove.engine import _RequestState
-from dicommove.scp import Received
+import asyncio
+
+from dicommove import AsyncSession, Query, StoreOptions
+from dicommove.engine.request import Part, RequestState
+from dicommove.engine.router import Router
+from dicommove.engine.run import Run
+from dicommove.journal import request_key
+from dicommove.progress import MoveStats, NullReporter
+from dicommove.query import Planned, Request
+from dicommove.rows import Arrival, RequestOutcome, RunContext, request_rows
+from dicommove.store import Received
 
 STUDY_A, STUDY_B = "1.2.3.1", "1.2.3.2"
 
@@ -25,88 +34,150 @@ def received(study: str, sop: str, *, msg_id: int | None, ae: str = "STORE-SCP")
     )
 
 
-def session_with_two_active() -> tuple[Session, _RequestState, _RequestState]:
-    session = Session("PACS@127.0.0.1:104", port=0)
-    a = _RequestState(Request(0, Query.study(STUDY_A)), message_id=11)
-    b = _RequestState(Request(1, Query.study(STUDY_B)), message_id=12)
-    session._active.update({11: a, 12: b})
-    return session, a, b
+def part_of(index: int, query: Query, message_id: int) -> Part:
+    state = RequestState(Planned(Request(index, query), {}), request_key(query))
+    part = state.parts[0]
+    part.message_id = message_id
+    return part
+
+
+def two_active() -> tuple[Router, Part, Part]:
+    router = Router("STORE-SCP")
+    a = part_of(0, Query.study(STUDY_A), 11)
+    b = part_of(1, Query.study(STUDY_B), 12)
+    router.activate(a)
+    router.activate(b)
+    return router, a, b
 
 
 def test_routed_by_move_originator_message_id() -> None:
-    session, a, b = session_with_two_active()
-    session._on_instance(received(STUDY_B, "1.2.3.2.1.1", msg_id=12))
-    session._on_instance(received(STUDY_A, "1.2.3.1.1.1", msg_id=11))
-    assert [r.sop_instance_uid for r in a.received] == ["1.2.3.1.1.1"]
-    assert [r.sop_instance_uid for r in b.received] == ["1.2.3.2.1.1"]
+    router, a, b = two_active()
+    assert router.route(received(STUDY_B, "1.2.3.2.1.1", msg_id=12)) is b
+    assert router.route(received(STUDY_A, "1.2.3.1.1.1", msg_id=11)) is a
 
 
 def test_falls_back_to_the_keys_without_originator() -> None:
-    session, a, b = session_with_two_active()
-    session._on_instance(received(STUDY_A, "1.2.3.1.1.2", msg_id=None))
-    assert [r.sop_instance_uid for r in a.received] == ["1.2.3.1.1.2"]
-    assert b.received == []
+    router, a, _b = two_active()
+    assert router.route(received(STUDY_A, "1.2.3.1.1.2", msg_id=None)) is a
 
 
 def test_another_originator_ae_is_not_trusted_for_the_message_id() -> None:
-    session, a, b = session_with_two_active()
+    router, _a, b = two_active()
     # message 11 of some other SCU: routed by keys instead, to request b
-    session._on_instance(received(STUDY_B, "1.2.3.2.1.3", msg_id=11, ae="SOMEONE"))
-    assert a.received == []
-    assert [r.sop_instance_uid for r in b.received] == ["1.2.3.2.1.3"]
+    assert router.route(received(STUDY_B, "1.2.3.2.1.3", msg_id=11, ae="SOMEONE")) is b
 
 
-def test_a_message_id_with_the_wrong_keys_is_unrequested() -> None:
-    session, a, b = session_with_two_active()
-    rec = received("9.9.9", "9.9.9.1.1", msg_id=11)
-    session._on_instance(rec)
-    assert a.received == [] and b.received == []
-    assert rec.status == "unrequested"
-    assert [(r.sop_instance_uid, r.status) for r in session._unrequested] == [
-        ("9.9.9.1.1", "unrequested")
+def test_a_message_id_with_the_wrong_keys_is_not_routed() -> None:
+    router, _a, _b = two_active()
+    assert router.route(received("9.9.9", "9.9.9.1.1", msg_id=11)) is None
+
+
+def test_a_deactivated_part_gets_nothing() -> None:
+    router, a, _b = two_active()
+    router.deactivate(a)
+    assert router.route(received(STUDY_A, "1.2.3.1.1.1", msg_id=11)) is None
+
+
+def _run_with_two_active(unrequested: str = "keep") -> tuple[Run, Part, Part]:
+    session = AsyncSession(
+        "PACS@127.0.0.1:104",
+        port=0,
+        store=StoreOptions(unrequested=unrequested),  # type: ignore[arg-type]
+    )
+    planned = [
+        Planned(Request(0, Query.study(STUDY_A)), {}),
+        Planned(Request(1, Query.study(STUDY_B)), {}),
     ]
+    run = Run(
+        session, planned, stats=MoveStats(), reporter=NullReporter(), resume=False, deadline=None
+    )
+    a, b = run.states[0].parts[0], run.states[1].parts[0]
+    a.message_id, b.message_id = 11, 12
+    run.router.activate(a)
+    run.router.activate(b)
+    return run, a, b
+
+
+def test_an_instance_of_no_request_is_unrequested_and_counted_nowhere() -> None:
+    async def check() -> None:
+        run, a, b = _run_with_two_active()
+        rec = received("9.9.9", "9.9.9.1.1", msg_id=11)
+        assert run.accept(rec) is True
+        run.on_instance(rec)
+        assert rec.status == "unrequested"
+        assert run.unrequested == 1
+        assert a.request.tally.n_ok == 0 and b.request.tally.n_ok == 0
+        mine = received(STUDY_A, "1.2.3.1.1.1", msg_id=11)
+        assert run.accept(mine) is True
+        run.on_instance(mine)
+        assert a.request.tally.n_ok == 1 and b.request.tally.n_ok == 0
+
+    asyncio.run(check())
 
 
 def test_refuse_policy_refuses_before_the_file_is_named() -> None:
-    session, _, _ = session_with_two_active()
-    session.unrequested = "refuse"
-    rec = received("9.9.9", "9.9.9.1.2", msg_id=None)
-    assert session._accept(rec) is False
-    assert "unrequested" in rec.reason
-    assert session._accept(received(STUDY_A, "1.2.3.1.1.9", msg_id=None)) is True
+    async def check() -> None:
+        run, _a, _b = _run_with_two_active("refuse")
+        rec = received("9.9.9", "9.9.9.1.2", msg_id=None)
+        assert run.accept(rec) is False
+        assert "unrequested" in rec.reason
+        assert run.accept(received(STUDY_A, "1.2.3.1.1.9", msg_id=None)) is True
+
+    asyncio.run(check())
 
 
 # -- reliability case 15: FailedSOPInstanceUIDList in every shape, no network ------------
 
 
-def finished_state(
+def arrival(sop: str) -> Arrival:
+    return Arrival(
+        sop=sop,
+        sop_class="1.2.840.10008.5.1.4.1.1.2",
+        transfer_syntax="1.2.840.10008.1.2.1",
+        status="received",
+        reason="",
+        study=STUDY_A,
+        series=STUDY_A + ".1",
+        patient="",
+        path=f"/out/{sop}.dcm",
+        size=10,
+        at=0.0,
+    )
+
+
+def rows_of(
     query: Query, arrived: list[str], failed: int, failed_uids: list[str]
-) -> tuple[Session, _RequestState]:
-    session = Session("PACS@127.0.0.1:104", port=0)
-    state = _RequestState(Request("row", query), message_id=11, attempts=1)
-    session._active[11] = state
-    for sop in arrived:
-        session._on_instance(received(STUDY_A, sop, msg_id=11))
-    state.final_status, state.completed, state.failed = 0xB000, len(arrived), failed
-    state.failed_uids = failed_uids
-    return session, state
-
-
-def rows_of(session: Session, state: _RequestState) -> list[tuple[str | None, str]]:
-    return [(r.get("SOPInstanceUID"), r["status"]) for r in session._state_rows(state, None)]
+) -> list[tuple[str | None, str]]:
+    out = RequestOutcome(
+        index="row",
+        query=query,
+        ran=True,
+        final_status=0xB000,
+        completed=len(arrived),
+        failed=failed,
+        failed_uids=failed_uids,
+    )
+    rows = request_rows(out, [arrival(s) for s in arrived], RunContext())
+    return [(r.get("SOPInstanceUID"), r["status"]) for r in rows]
 
 
 def test_a_multi_valued_failed_list_marks_each_instance_failed() -> None:
-    query = Query.study(STUDY_A)
-    session, state = finished_state(query, ["1.1"], 2, ["1.2", "1.3"])
-    assert sorted(rows_of(session, state), key=str) == sorted(
+    got = rows_of(Query.study(STUDY_A), ["1.1"], 2, ["1.2", "1.3"])
+    assert sorted(got, key=str) == sorted(
         [("1.1", "received"), ("1.2", "failed"), ("1.3", "failed")], key=str
     )
 
 
 def test_an_empty_or_absent_failed_list_still_counts_the_failures() -> None:
-    session, state = finished_state(Query.study(STUDY_A), ["1.1"], 2, [])
-    rows = list(session._state_rows(state, None))
+    out = RequestOutcome(
+        index="row",
+        query=Query.study(STUDY_A),
+        ran=True,
+        final_status=0xB000,
+        completed=1,
+        failed=2,
+    )
+    rows = list(request_rows(out, [arrival("1.1")], RunContext()))
     assert [(r.get("SOPInstanceUID"), r["status"]) for r in rows] == [
         ("1.1", "received"),
         (None, "failed"),
@@ -115,14 +186,13 @@ def test_an_empty_or_absent_failed_list_still_counts_the_failures() -> None:
 
 
 def test_a_failed_list_naming_an_instance_that_arrived_is_not_doubled() -> None:
-    session, state = finished_state(Query.study(STUDY_A), ["1.1", "1.2"], 1, ["1.2"])
-    assert rows_of(session, state) == [("1.1", "received"), ("1.2", "received")]
+    got = rows_of(Query.study(STUDY_A), ["1.1", "1.2"], 1, ["1.2"])
+    assert got == [("1.1", "received"), ("1.2", "received")]
 
 
 def test_a_failed_list_of_unrequested_uids_at_image_level() -> None:
     """UIDs the request never named are reported once each, never as received."""
     query = Query.image(STUDY_A, STUDY_A + ".1", "1.1", "1.2")
-    session, state = finished_state(query, ["1.1"], 2, ["1.2", "9.9"])
-    got = dict(rows_of(session, state))
-    assert got["1.1"] == "received" and got["1.2"] == "failed" and got["9.9"] == "failed"
-    assert len(rows_of(session, state)) == 3
+    got = rows_of(query, ["1.1"], 2, ["1.2", "9.9"])
+    assert dict(got) == {"1.1": "received", "1.2": "failed", "9.9": "failed"}
+    assert len(got) == 3

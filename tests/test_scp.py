@@ -63,7 +63,14 @@ from senders import (
 )
 
 import dicommove
-from dicommove import DicomMoveError, InputError, LocalSetupError, MoveDestinationUnknown, Session
+from dicommove import (
+    DicomMoveError,
+    InputError,
+    LocalSetupError,
+    MoveDestinationUnknown,
+    Session,
+    StoreOptions,
+)
 from dicommove.scp import InstanceStore, Received, StoreSCP
 from dicommove.testing import DemoPACS, make_cohort
 
@@ -1192,7 +1199,14 @@ def test_move_keeps_or_refuses_an_unrequested_instance(
 
     with ThreadPoolExecutor(1) as pool:
         intruder = pool.submit(intrude)
-        df = _move(pacs, study, tmp_path / "out", port, unrequested=unrequested, errors="ignore")
+        df = _move(
+            pacs,
+            study,
+            tmp_path / "out",
+            port,
+            store=StoreOptions(unrequested=unrequested),  # type: ignore[arg-type]
+            errors="ignore",
+        )
         status = intruder.result(timeout=30)
     mine = df[df["SOPInstanceUID"] == extra_ds.SOPInstanceUID]
     assert len(mine) == 1, df[["SOPInstanceUID", "status"]]
@@ -1235,7 +1249,7 @@ def test_move_from_a_disallowed_host_writes_nothing(
     study = str(small_cohort["StudyInstanceUID"].iloc[0])
     # our Store SCP rejects the PACS's store association: it reports 0xA801
     with pytest.raises(MoveDestinationUnknown, match=r"0xA801") as info:
-        _move(pacs, study, tmp_path, port, allowed_hosts=("127.0.0.2",))
+        _move(pacs, study, tmp_path, port, store=StoreOptions(allowed_hosts=("127.0.0.2",)))
     assert info.value.status == 0xA801
     assert info.value.manifest is not None
     assert info.value.manifest["status"].tolist() == ["failed"]

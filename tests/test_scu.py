@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 
 import pytest
 
 from dicommove import _ul
-from dicommove._scu import Aborted, Requestor
+from dicommove.engine.association import Aborted, Association, Interrupted
 
 MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 
@@ -36,33 +37,41 @@ def _command(status: int, completed: int, dataset: bool = False) -> bytes:
     return struct.pack("<HHI", 0, 0, 4) + struct.pack("<I", len(body)) + body
 
 
-def requestor() -> tuple[Requestor, socket.socket]:
+async def requestor() -> tuple[Association, socket.socket]:
+    """Our association on one end of a socket pair, established, and the peer's end."""
     ours, theirs = socket.socketpair()
-    return Requestor(
-        ours, contexts={MOVE: (1, "1.2.840.10008.1.2")}, peer_max_pdu=0, timeout=5
-    ), theirs
+    _transport, assoc = await asyncio.get_running_loop().create_connection(Association, sock=ours)
+    assoc.contexts = {MOVE: (1, "1.2.840.10008.1.2")}
+    assoc.established = True
+    return assoc, theirs
 
 
 def test_two_messages_in_one_pdu_are_both_read() -> None:
-    req, peer = requestor()
-    with peer:
-        peer.sendall(pdu(pdv(1, 0x03, _command(0xFF00, 1)), pdv(1, 0x03, _command(0, 2))))
-        first, second = req.receive(), req.receive()
-    assert (first.status, first.us(0x1021)) == (0xFF00, 1)
-    assert (second.status, second.us(0x1021)) == (0, 2)
-    req.abort()
+    async def check() -> None:
+        req, peer = await requestor()
+        with peer:
+            peer.sendall(pdu(pdv(1, 0x03, _command(0xFF00, 1)), pdv(1, 0x03, _command(0, 2))))
+            first, second = await req.receive(), await req.receive()
+        assert (first.status, first.us(0x1021)) == (0xFF00, 1)
+        assert (second.status, second.us(0x1021)) == (0, 2)
+        req.abort()
+
+    asyncio.run(check())
 
 
 def test_fragments_across_pdus_and_a_dataset() -> None:
-    req, peer = requestor()
-    command = _command(0xB000, 3, dataset=True)
-    with peer:
-        peer.sendall(pdu(pdv(1, 0x01, command[:10])) + pdu(pdv(1, 0x03, command[10:])))
-        peer.sendall(pdu(pdv(1, 0x00, b"abc")) + pdu(pdv(1, 0x02, b"def")))
-        rsp = req.receive()
-    assert rsp.status == 0xB000
-    assert rsp.dataset == b"abcdef"
-    req.abort()
+    async def check() -> None:
+        req, peer = await requestor()
+        command = _command(0xB000, 3, dataset=True)
+        with peer:
+            peer.sendall(pdu(pdv(1, 0x01, command[:10])) + pdu(pdv(1, 0x03, command[10:])))
+            peer.sendall(pdu(pdv(1, 0x00, b"abc")) + pdu(pdv(1, 0x02, b"def")))
+            rsp = await req.receive()
+        assert rsp.status == 0xB000
+        assert rsp.dataset == b"abcdef"
+        req.abort()
+
+    asyncio.run(check())
 
 
 @pytest.mark.parametrize(
@@ -74,18 +83,41 @@ def test_fragments_across_pdus_and_a_dataset() -> None:
     ],
 )
 def test_abort_close_and_garbage_end_the_association(raw: bytes) -> None:
-    req, peer = requestor()
-    with peer:
-        peer.sendall(raw)
-        peer.shutdown(socket.SHUT_WR)
-        with pytest.raises(Aborted):
-            req.receive()
-    assert not req.established
-    req.abort()
+    async def check() -> None:
+        req, peer = await requestor()
+        with peer:
+            peer.sendall(raw)
+            peer.shutdown(socket.SHUT_WR)
+            with pytest.raises(Aborted):
+                await req.receive()
+        assert not req.established
+        req.abort()
+
+    asyncio.run(check())
 
 
 def test_silence_is_a_timeout() -> None:
-    req, peer = requestor()
-    with peer, pytest.raises(Aborted, match="in time"):
-        req.receive(timeout=0.2)
-    req.abort()
+    async def check() -> None:
+        req, peer = await requestor()
+        with peer, pytest.raises(Aborted, match="no response within"):
+            await req.receive(timeout=0.2)
+        req.abort()
+
+    asyncio.run(check())
+
+
+def test_interrupt_wakes_a_waiting_receive_and_loses_nothing() -> None:
+    async def check() -> None:
+        req, peer = await requestor()
+        with peer:
+            waiting = asyncio.ensure_future(req.receive())
+            await asyncio.sleep(0)
+            req.interrupt()
+            with pytest.raises(Interrupted):
+                await waiting
+            peer.sendall(pdu(pdv(1, 0x03, _command(0xFF00, 7))))
+            rsp = await req.receive(timeout=5)
+        assert rsp.us(0x1021) == 7
+        req.abort()
+
+    asyncio.run(check())

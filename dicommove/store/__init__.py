@@ -25,6 +25,7 @@ from .instances import InstanceStore
 from .layout import LAYOUTS, Layout, compile_layout, is_valid_uid
 from .record import (
     CONFLICT_DIR_NAME,
+    DURABILITIES,
     HEAD_BYTES,
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -36,6 +37,7 @@ from .record import (
 
 __all__ = [
     "CONFLICT_DIR_NAME",
+    "DURABILITIES",
     "HEAD_BYTES",
     "IMPLEMENTATION_CLASS_UID",
     "IMPLEMENTATION_VERSION_NAME",

@@ -1,0 +1,216 @@
+"""One C-MOVE attempt of one part: send it, read its responses, cancel it if asked.
+
+:func:`move_once` sends the C-MOVE on the worker's association and reads the
+responses until the final one, recording the counts and status on the part. It
+waits without polling: the run's ticker (or a cancel) calls
+:meth:`~dicommove.engine.association.Association.interrupt`, and the attempt then
+looks at :func:`due`: a stop of the whole move, an inactivity or request timeout,
+or a C-CANCEL whose grace period is over. It returns the :class:`Next` step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .. import _sop, _ul
+from .. import _status as st
+from ..errors import MoveDestinationUnknown
+from ..query import encode_identifier
+from ..rows import Stop
+from .association import Aborted, Association, Interrupted, Response
+from .request import FINISHED, MAX_SUBOPERATIONS, Attempt, Next, Part, label_of
+
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["due", "move_once"]
+
+logger = logging.getLogger("dicommove")
+
+_COMPLETED, _FAILED, _WARNING, _REMAINING = 0x1021, 0x1022, 0x1023, 0x1020
+_FAILED_LIST = 0x00080058
+
+
+def due(run: Run, part: Part, now: float) -> bool:
+    """Whether a running part must be woken: to cancel it, or to abort it."""
+    if run.abort_now:
+        return True
+    if part.cancel_sent_at is not None:
+        return now - part.cancel_sent_at > run.timeouts.cancel_grace
+    t = run.timeouts
+    return (
+        run.stop is not Stop.NONE
+        or part.overflow
+        or now - part.last_activity > t.inactivity
+        or (t.request is not None and now - part.started_at > t.request)
+    )
+
+
+def _why_cancel(run: Run, part: Part, now: float) -> bool:
+    """Whether to C-CANCEL this part now; records why on the part."""
+    t = run.timeouts
+    if run.stop is Stop.DEADLINE:
+        part.timed_out = f"the move's deadline of {run.deadline:g} s passed"
+        return True
+    if run.stop is not Stop.NONE:
+        part.cancelled = True
+        return True
+    if part.overflow:
+        return True
+    if now - part.last_activity > t.inactivity:
+        part.timed_out = (
+            f"no response and no instance from the PACS for {t.inactivity:g} s (inactivity_timeout)"
+        )
+        return True
+    if t.request is not None and now - part.started_at > t.request:
+        part.timed_out = f"the request took longer than request_timeout={t.request:g} s"
+        return True
+    return False
+
+
+async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = True) -> Attempt:
+    """Send one C-MOVE for ``part`` and record its responses; return the next step."""
+    pool = run.pool
+    assoc = await pool.get(worker)
+    query = part.query
+    sop_class = _sop.MOVE[query.information_model]
+    cx_id, syntax = pool.context(assoc, sop_class)
+    identifier = encode_identifier(query, implicit=syntax == _sop.IMPLICIT_VR_LE)
+    now = run.loop.time()
+    part.start_attempt(pool.next_message_id(), worker, now)
+    run.part_started(part)
+    label = label_of(query)
+    logger.info("C-MOVE %s (message %d) -> %s", query, part.message_id, run.move_destination)
+    command = _ul.encode_request(
+        _ul.C_MOVE_RQ,
+        part.message_id,
+        sop_class=sop_class,
+        has_dataset=True,
+        move_destination=run.move_destination,
+    )
+    try:
+        assoc.send(cx_id, command, identifier)
+        while True:
+            try:
+                rsp = await assoc.receive()
+            except Interrupted:
+                if not _on_wake(run, part, assoc, worker, cx_id):
+                    break
+                continue
+            part.last_activity = run.loop.time()
+            if _response(run, part, rsp, syntax, label, allow_split=allow_split):
+                break
+    except Aborted as exc:
+        part.aborted = f"the association was aborted or the PACS stopped answering ({exc})"
+        pool.drop(worker)
+    finally:
+        run.part_stopped(part)
+    if part.overflow and not (part.cancelled or part.timed_out):
+        return Attempt(Next.SPLIT)
+    if part.cancelled or part.timed_out:
+        return FINISHED  # we stopped it ourselves: no retry
+    await check_destination(run, part, worker)
+    if part.aborted and not part.matched_nothing:
+        return Attempt(Next.RETRY, part.aborted)
+    if part.final_status == st.OUT_OF_RESOURCES_SUBOPERATIONS:
+        return Attempt(Next.RETRY, st.describe(part.final_status))
+    return FINISHED
+
+
+def _on_wake(run: Run, part: Part, assoc: Association, worker: int, cx_id: int) -> bool:
+    """Act on an interrupt: cancel, or abort after the grace. False: stop reading."""
+    now = run.loop.time()
+    if run.abort_now:
+        part.cancelled = True
+        part.aborted = "aborted at once (a second Ctrl-C)"
+        run.pool.drop(worker)
+        return False
+    if part.cancel_sent_at is None:
+        if _why_cancel(run, part, now):
+            run.stats.worker(worker, "cancelling")
+            logger.warning("sending C-CANCEL for message %d", part.message_id)
+            cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=part.message_id)
+            assoc.send(cx_id, cancel)
+            part.cancel_sent_at = now
+    elif now - part.cancel_sent_at > run.timeouts.cancel_grace:
+        part.aborted = (
+            f"the PACS did not confirm the C-CANCEL within {run.timeouts.cancel_grace:g} s: "
+            "association aborted"
+        )
+        run.pool.drop(worker)
+        return False
+    return True
+
+
+def _response(
+    run: Run, part: Part, rsp: Response, syntax: str, label: str, *, allow_split: bool
+) -> bool:
+    """Record one C-MOVE response; return whether it was the final one."""
+    code = rsp.status
+    if code is None:
+        raise Aborted("a response without a status")
+    part.completed = rsp.us(_COMPLETED) or 0
+    part.failed = rsp.us(_FAILED) or 0
+    part.warning = rsp.us(_WARNING) or 0
+    part.remaining = rsp.us(_REMAINING)
+    if st.kind_of(code) is st.Kind.PENDING:
+        run.progress(part, label)
+        if (
+            allow_split
+            and part.expected >= MAX_SUBOPERATIONS
+            and part.query.level in ("PATIENT", "STUDY")
+        ):
+            part.overflow = True  # the ticker wakes the attempt, which sends the C-CANCEL
+        return False
+    part.final_status = code
+    part.error_comment = rsp.text(0x0902)
+    if rsp.dataset:
+        from .._header import read_elements
+
+        found = read_elements(rsp.dataset, syntax, frozenset({_FAILED_LIST})) or {}
+        failed = found.get(_FAILED_LIST, "")
+        part.failed_uids = [u.strip() for u in failed.split("\\") if u.strip()]
+    return True
+
+
+async def check_destination(run: Run, part: Part, worker: int) -> None:
+    """Raise MoveDestinationUnknown when the PACS evidently cannot use our destination.
+
+    A part that fails (abort or 0xCxxx) before counting any sub-operation is checked
+    with a C-FIND: Orthanc answers both "nothing matches" and "unknown destination"
+    with 0xC000 (1.10), or an A-ABORT, never 0xA801. No match makes it ``not_found``;
+    matches, while no instance has arrived in this move, mean the destination is the
+    problem.
+    """
+    code = part.final_status
+    if code == st.MOVE_DESTINATION_UNKNOWN:
+        why = "it answered 0xA801, move destination unknown"
+    elif part.expected == 0 and (code is None or 0xC000 <= code <= 0xCFFF):
+        matches = await run.finder.count(worker, part.query)
+        if matches == 0:
+            part.matched_nothing = True
+            return
+        if matches is None or run.delivered(part):
+            return
+        why = (
+            f"it answered {st.describe(code)} before sending any of the {matches} "
+            "matching items (C-FIND), which is how some PACS (Orthanc among them) "
+            "report an unknown move destination"
+        )
+    else:
+        return
+    comment = f" ({part.error_comment})" if part.error_comment else ""
+    where = (
+        f"at {run.store_address()}"
+        if run.local_destination
+        else "with the host and port it listens on"
+    )
+    raise MoveDestinationUnknown(
+        f"{run.pacs} cannot send to the move destination {run.move_destination!r}: "
+        f"{why}{comment}. Register AE {run.move_destination} {where} on the PACS "
+        "(Orthanc: DicomModalities; DCMTK dcmqrscp: HostTable), and check that it is "
+        "reachable from the PACS.",
+        status=code,
+        error_comment=part.error_comment,
+    )

@@ -1,0 +1,216 @@
+"""The associations with the PACS: one per worker, one for C-ECHO, none shared.
+
+A worker's association is its own while it runs a request, so no two coroutines
+ever read the same association: :meth:`Pool.echo` uses an association of its own
+(defect: an echo during a background move used to read the move's responses).
+Failures to connect or associate become typed errors whose messages say what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from .. import _sop, _ul
+from .. import _status as st
+from ..errors import AssociationAborted, AssociationRejected, ConnectError
+from ..node import Node
+from ..options import Timeouts
+from ..store import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from .association import Aborted, Association, Rejected
+
+__all__ = ["ECHO", "Pool"]
+
+logger = logging.getLogger("dicommove")
+
+#: The pool key of the association C-ECHO uses.
+ECHO = -1
+_SERVICES = [_sop.VERIFICATION, *_sop.MOVE.values(), *_sop.FIND.values()]
+
+#: A-ASSOCIATE-RJ (source, reason) -> meaning (PS3.8 9.3.4).
+_REJECT_REASONS = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognized",
+    (1, 7): "called AE title not recognized",
+    (2, 1): "no reason given",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
+
+
+class Pool:
+    """Associations to one PACS, by worker number.
+
+    Parameters
+    ----------
+    pacs : Node
+        The PACS.
+    ae_title : str
+        Our calling AE title.
+    max_pdu : int
+        The largest PDU we receive (announced).
+    timeouts : Timeouts
+        Connect, ACSE and DIMSE timeouts.
+    """
+
+    def __init__(self, pacs: Node, *, ae_title: str, max_pdu: int, timeouts: Timeouts) -> None:
+        self.pacs = pacs
+        self.ae_title = ae_title
+        self.max_pdu = max_pdu
+        self.timeouts = timeouts
+        self._assocs: dict[int, Association] = {}
+        self._message_ids = 0
+
+    def next_message_id(self) -> int:
+        """Return a Message ID unique among this session's requests (1 to 65535, then again)."""
+        self._message_ids = self._message_ids % 0xFFFF + 1
+        return self._message_ids
+
+    def association(self, worker: int) -> Association | None:
+        """Return ``worker``'s association, if it has one."""
+        return self._assocs.get(worker)
+
+    def established(self, worker: int) -> bool:
+        """Whether ``worker`` holds an established association."""
+        assoc = self._assocs.get(worker)
+        return assoc is not None and assoc.established
+
+    def connected(self) -> list[int]:
+        """Return the workers holding an established association, in order."""
+        return sorted(w for w, a in self._assocs.items() if w >= 0 and a.established)
+
+    @property
+    def local_address(self) -> str:
+        """Our IP address as the PACS sees it, from any association."""
+        return next((a.local_address for a in self._assocs.values() if a.local_address), "")
+
+    async def get(self, worker: int) -> Association:
+        """Return ``worker``'s established association, opening one if needed.
+
+        Raises
+        ------
+        ConnectError, AssociationRejected, AssociationAborted
+            With a message that says what failed and what to check.
+        """
+        assoc = self._assocs.get(worker)
+        if assoc is not None and assoc.established:
+            return assoc
+        pacs = self.pacs
+        logger.debug("requesting association %s -> %s (worker %d)", self.ae_title, pacs, worker)
+        t = self.timeouts
+        try:
+            assoc = await Association.connect(
+                pacs.host,
+                pacs.port,
+                calling_ae=self.ae_title,
+                called_ae=pacs.ae_title,
+                abstract_syntaxes=_SERVICES,
+                max_pdu=self.max_pdu,
+                connect_timeout=t.connect,
+                acse_timeout=t.acse,
+                implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+                implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            )
+        except Rejected as rj:
+            raise self.rejected(rj) from None
+        except Aborted as exc:
+            raise AssociationAborted(
+                f"{pacs} accepted the TCP connection but did not establish an association "
+                f"({exc}). Check that {pacs.host}:{pacs.port} is a DICOM port and that the "
+                f"PACS accepts calling AE {self.ae_title!r}."
+            ) from None
+        except (OSError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, OSError) and exc.errno:
+                # asyncio's own message hides the reason; a DNS error (negative) has its own
+                text = os.strerror(exc.errno) if exc.errno > 0 else exc.strerror or str(exc)
+                why = f"[Errno {exc.errno}] {text}"
+            else:
+                why = str(exc) or f"timed out after {t.connect:g} s"
+            raise ConnectError(
+                f"cannot connect to {pacs.host}:{pacs.port}: {why}. Check the address, "
+                "that the PACS is running, and that no firewall blocks the port."
+            ) from exc
+        self._assocs[worker] = assoc
+        return assoc
+
+    def rejected(self, rj: Rejected) -> AssociationRejected:
+        """Return the typed error of an A-ASSOCIATE-RJ, with a hint."""
+        pacs = self.pacs
+        result, source, reason = rj.result, rj.source, rj.reason
+        hint = "check the PACS configuration"
+        if source == 1 and reason == 3:
+            hint = f"register our calling AE title {self.ae_title!r} on the PACS"
+        elif source == 1 and reason == 7:
+            hint = (
+                f"the called AE title {pacs.ae_title!r} is wrong: "
+                "use the PACS's own AE title in AE@host:port"
+            )
+        elif result == 2:
+            hint = "the PACS is busy (transient): try again later or with fewer workers"
+        kind = "permanent" if result == 1 else "transient"
+        why = _REJECT_REASONS.get((source, reason), f"source {source}, reason {reason}")
+        return AssociationRejected(
+            f"{pacs} rejected the association ({kind}: {why}): {hint}",
+            result=result,
+            source=source,
+            reason=reason,
+        )
+
+    def context(self, assoc: Association, sop_class: str) -> tuple[int, str]:
+        """Return the presentation context (id, transfer syntax) of a SOP class.
+
+        Raises
+        ------
+        AssociationAborted
+            If the PACS did not accept it.
+        """
+        found = assoc.contexts.get(sop_class)
+        if found is None:
+            raise AssociationAborted(
+                f"{self.pacs} does not support {_sop.NAMES.get(sop_class, sop_class)}: "
+                "check the model (-S/-P) and the PACS's services"
+            )
+        return found
+
+    def drop(self, worker: int) -> None:
+        """Abort ``worker``'s association (it is broken or must stop at once)."""
+        assoc = self._assocs.pop(worker, None)
+        if assoc is not None:
+            assoc.abort()
+
+    def abort_all(self) -> None:
+        """Abort every association at once."""
+        for worker in list(self._assocs):
+            self.drop(worker)
+
+    async def echo(self) -> None:
+        """Send a C-ECHO on the echo association.
+
+        Raises
+        ------
+        NetworkError
+            If no association could be made or the C-ECHO got no success reply.
+        """
+        assoc = await self.get(ECHO)
+        cx_id, _ = self.context(assoc, _sop.VERIFICATION)
+        request = _ul.encode_request(
+            _ul.C_ECHO_RQ, self.next_message_id(), sop_class=_sop.VERIFICATION
+        )
+        try:
+            assoc.send(cx_id, request)
+            code = (await assoc.receive(timeout=self.timeouts.dimse)).status
+        except Aborted as exc:
+            self.drop(ECHO)
+            raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {exc}") from None
+        if code != st.SUCCESS:
+            self.drop(ECHO)
+            raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {st.describe(code)}")
+
+    async def close(self) -> None:
+        """Release every association (each bounded by the timeouts)."""
+        assocs, self._assocs = list(self._assocs.values()), {}
+        timeout = min(self.timeouts.dimse, 10.0)
+        await asyncio.gather(*(a.release(timeout) for a in assocs), return_exceptions=True)

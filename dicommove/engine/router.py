@@ -1,0 +1,93 @@
+"""Routing arrivals: the running C-MOVE each received instance came from.
+
+Each part's C-MOVE gets a Message ID unique within the session, so an instance
+that carries MoveOriginatorMessageID (and our AE title as the originator, or none)
+is routed to it in one dictionary lookup. When a PACS leaves the originator out,
+the unique keys of the running parts decide, if exactly one matches. Either way the
+instance must match its request's keys, or it is ``unrequested``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..query import Query
+from ..store import Received
+from .request import Part
+
+__all__ = ["Router", "matches"]
+
+_CHECKS = (
+    ("PatientID", "patient_id"),
+    ("StudyInstanceUID", "study_instance_uid"),
+    ("SeriesInstanceUID", "series_instance_uid"),
+    ("SOPInstanceUID", "sop_instance_uid"),
+)
+
+
+def _values(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def matches(query: Query, rec: Received) -> bool:
+    """Whether a received instance falls under a query's unique keys."""
+    for keyword, attr in _CHECKS:
+        wanted = _values(query.get(keyword))
+        if wanted and getattr(rec, attr) not in wanted:
+            return False
+    return True
+
+
+class Router:
+    """The running parts by Message ID, and the route each arrival took.
+
+    Parameters
+    ----------
+    ae_title : str
+        Our AE title: a MoveOriginatorApplicationEntityTitle naming another AE is
+        not trusted for its Message ID.
+    """
+
+    def __init__(self, ae_title: str) -> None:
+        self.ae_title = ae_title
+        self.active: dict[int, Part] = {}
+        self._routes: dict[int, Part | None] = {}  # id(Received) -> its part, between calls
+
+    def activate(self, part: Part) -> None:
+        """Route instances carrying ``part.message_id`` to ``part``."""
+        self.active[part.message_id] = part
+
+    def deactivate(self, part: Part) -> None:
+        """Stop routing to ``part`` (its C-MOVE ended)."""
+        if self.active.get(part.message_id) is part:
+            del self.active[part.message_id]
+
+    def route(self, rec: Received) -> Part | None:
+        """Return the part a received instance belongs to, or ``None``."""
+        part = None
+        if rec.originator_message_id is not None and (
+            not rec.originator_ae or rec.originator_ae == self.ae_title
+        ):
+            part = self.active.get(rec.originator_message_id)
+        if part is None:
+            candidates = [p for p in self.active.values() if matches(p.request.query, rec)]
+            part = candidates[0] if len(candidates) == 1 else None
+        if part is not None and rec.study_instance_uid and not matches(part.request.query, rec):
+            part = None
+        return part
+
+    def decide(self, rec: Received) -> Part | None:
+        """Route an instance before its file is named, and remember the route."""
+        part = self.route(rec)
+        self._routes[id(rec)] = part
+        return part
+
+    def routed(self, rec: Received) -> Part | None:
+        """Return the route :meth:`decide` took for ``rec``, or a fresh one (refused early)."""
+        if id(rec) in self._routes:
+            return self._routes.pop(id(rec))
+        return self.route(rec)

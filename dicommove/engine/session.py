@@ -1,0 +1,425 @@
+"""The asynchronous session: a PACS, our AE, and the moves run against it.
+
+:class:`AsyncSession` is the core that :class:`~dicommove.Session` and
+:func:`~dicommove.move` wrap, as ``httpx.AsyncClient`` is for ``httpx.Client``. It
+runs on the caller's event loop: ``await session.move(cohort)``. Its associations
+(:class:`~dicommove.engine.pool.Pool`) are kept across moves; each move gets a
+:class:`~dicommove.engine.run.Run`, the embedded store SCP for its duration, and
+returns the manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from .._defaults import DEFAULT_AE_TITLE, DEFAULT_PORT, DEFAULT_WORKERS
+from ..errors import (
+    DicomMoveError,
+    InputError,
+    MoveCancelled,
+    MoveIncomplete,
+    MoveTimeout,
+)
+from ..node import DEFAULT_CALLED_AE, Node, validate_ae_title
+from ..options import RetryPolicy, StoreOptions, Timeouts
+from ..progress import MoveStats, ProgressMode, ProgressSnapshot, Reporter, make_reporter
+from ..query import Model, Planned, plan, to_requests
+from ..rows import Stop
+from ..store import InstanceStore, Layout, compile_layout
+from .pool import Pool
+from .run import MoveResult, Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..scp import StoreSCP
+
+__all__ = ["AsyncSession", "Progress", "SessionOptions", "conclude"]
+
+logger = logging.getLogger("dicommove")
+
+#: What ``progress=`` takes: a mode, or a callable receiving each ProgressSnapshot.
+Progress = ProgressMode | Callable[[ProgressSnapshot], object]
+Split = bool | Literal["auto"]
+MAX_WORKERS = 16
+
+
+class SessionOptions(TypedDict, total=False):
+    """The keyword options of :class:`AsyncSession` and :class:`~dicommove.Session`."""
+
+    out: str | os.PathLike[str]
+    ae_title: str
+    port: int
+    move_destination: str | None
+    model: Model
+    layout: Layout
+    workers: int
+    split: Split
+    timeouts: Timeouts | None
+    retry: RetryPolicy | None
+    store: StoreOptions | None
+
+
+class AsyncSession:
+    """A connection to one PACS, reused across moves, on the running event loop.
+
+    Parameters
+    ----------
+    pacs : str or Node
+        The PACS as ``AE@host:port``.
+    out : path-like
+        Where received files are written (created if needed).
+    ae_title : str
+        Our AE title: the calling AE of our associations, and the embedded store SCP's.
+    port : int
+        The port of the embedded store SCP (0 picks a free one).
+    move_destination : str, optional
+        The C-MOVE destination AE title. Defaults to ``ae_title``, in which case the
+        embedded store SCP receives the instances; any other title is a *foreign*
+        destination and no store SCP is started.
+    model : {"study", "patient"}
+        The Query/Retrieve information model for inputs that don't say.
+    layout : str
+        File layout under ``out``: ``"hierarchical"``, ``"flat"`` or a template of
+        UID fields such as ``"{StudyInstanceUID}/{SOPInstanceUID}.dcm"``.
+    workers : int
+        Parallel associations to the PACS (default 2, at most 16), all delivering
+        into the one store SCP.
+    split : {"auto", True, False}
+        Cut a STUDY or PATIENT request into its series (one C-FIND), or a C-MOVE of
+        several studies into smaller ones, so that idle workers can share it:
+        ``"auto"`` (default) when workers would otherwise idle, ``True`` always,
+        ``False`` never (for a PACS that limits associations).
+    timeouts : Timeouts, optional
+        Connect, association, response, inactivity, request and deadline timeouts.
+    retry : RetryPolicy, optional
+        Retries after transient failures.
+    store : StoreOptions, optional
+        The store SCP's bind address, PDU size, allow-lists and durability.
+
+    Examples
+    --------
+    >>> async with AsyncSession("ORTHANC@127.0.0.1:4242", out="data") as s:  # doctest: +SKIP
+    ...     df = await s.move(["1.2.3", "1.2.4"])
+    """
+
+    def __init__(
+        self,
+        pacs: str | Node,
+        *,
+        out: str | os.PathLike[str] = ".",
+        ae_title: str = DEFAULT_AE_TITLE,
+        port: int = DEFAULT_PORT,
+        move_destination: str | None = None,
+        model: Model = "study",
+        layout: Layout = "hierarchical",
+        workers: int = DEFAULT_WORKERS,
+        split: Split = "auto",
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        store: StoreOptions | None = None,
+    ) -> None:
+        self.pacs = Node.parse(pacs)
+        self.ae_title = validate_ae_title(ae_title, what="calling AE title")
+        self.move_destination = validate_ae_title(
+            move_destination or self.ae_title, what="move destination AE title"
+        )
+        if model not in ("study", "patient"):
+            raise InputError(f"unknown model {model!r}: use 'study' or 'patient'")
+        if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536):
+            raise InputError(f"invalid store port {port!r}: use 0 to 65535")
+        if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):
+            raise InputError(
+                f"workers={workers!r}: use an integer from 1 to {MAX_WORKERS} (the store SCP "
+                "takes 16 associations at once)"
+            )
+        if split not in ("auto", True, False):
+            raise InputError(f"split={split!r}: use 'auto', True or False")
+        for name, value, kind in (
+            ("timeouts", timeouts, Timeouts),
+            ("retry", retry, RetryPolicy),
+            ("store", store, StoreOptions),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise InputError(f"{name}={value!r}: pass a {kind.__name__}(...)")
+        self.model: Model = model
+        self.out = Path(out)
+        self.port = port
+        self.layout: Layout = layout
+        compile_layout(layout)  # an unsafe layout is refused before any traffic
+        self.workers = workers
+        self.split: Split = split
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.store_options = store or StoreOptions()
+        self.bind = (
+            self.store_options.bind if self.store_options.bind is not None else self._default_bind()
+        )
+        self.pool = Pool(
+            self.pacs,
+            ae_title=self.ae_title,
+            max_pdu=self.store_options.max_pdu,
+            timeouts=self.timeouts,
+        )
+        self._closed = False
+        self._close_when_done = False
+        self._run: Run | None = None
+
+    # -- life cycle ----------------------------------------------------------------
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session is closed (or closes when its running move ends)."""
+        return self._closed or self._close_when_done
+
+    @property
+    def running(self) -> bool:
+        """Whether a move is running."""
+        return self._run is not None and self._run.stats.snapshot().finished is False
+
+    async def aclose(self) -> None:
+        """Release the associations; a running move first ends, then they are released."""
+        if self._busy:
+            self._close_when_done = True
+            return
+        self._closed = True
+        await self.pool.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise DicomMoveError("this session is closed: open a new Session")
+
+    @property
+    def local_destination(self) -> bool:
+        """Whether the move destination is our own embedded store SCP."""
+        return self.move_destination == self.ae_title
+
+    def _default_bind(self) -> str:
+        try:
+            infos = socket.getaddrinfo(self.pacs.host, None)
+        except OSError:
+            return ""
+        addresses = [str(info[4][0]) for info in infos]
+        loopback = all(a.startswith("127.") or a == "::1" for a in addresses)
+        return "127.0.0.1" if loopback and infos else ""
+
+    # -- parts of a move ---------------------------------------------------------------
+    def new_store(self) -> InstanceStore:
+        """Return the file store of one move."""
+        return InstanceStore(self.out, layout=self.layout, durability=self.store_options.durability)
+
+    def new_scp(self, store: InstanceStore, run: Run) -> StoreSCP:
+        """Return the store SCP of one move, calling back into ``run``."""
+        from ..scp import StoreSCP
+
+        allowed: frozenset[str] | None = None
+        if self.pacs.ae_title != DEFAULT_CALLED_AE:
+            allowed = frozenset({self.pacs.ae_title}) | self.store_options.calling_aes
+        else:
+            logger.info("the PACS address names no AE title: the store SCP accepts any calling AE")
+        options = self.store_options
+        scp = StoreSCP(
+            store,
+            ae_title=self.ae_title,
+            host=self.bind,
+            port=self.port,
+            on_instance=run.on_instance,
+            accept=run.accept,
+            allowed_calling_aes=allowed,
+            allowed_hosts=options.allowed_hosts,
+            max_pdu=options.max_pdu,
+            network_timeout=self.timeouts.network,
+            acse_timeout=self.timeouts.acse,
+            accept_unknown_sop_classes=options.accept_unknown_sop_classes,
+            max_associations=options.max_associations,
+        )
+        return scp
+
+    # -- C-ECHO ------------------------------------------------------------------------
+    async def echo(self) -> None:
+        """Send a C-ECHO to the PACS (on an association of its own).
+
+        Raises
+        ------
+        NetworkError
+            If no association could be made or the C-ECHO got no success reply.
+        """
+        self._check_open()
+        await self.pool.echo()
+
+    # -- moving ------------------------------------------------------------------------
+    def plan(self, what: Any, *, strict: bool = True, batch: int = 1) -> list[Planned]:
+        """Turn what the user passed into planned requests (validated; nothing sent)."""
+        return plan(to_requests(what, model=self.model, strict=strict), batch=batch)
+
+    def check_move(self, *, errors: str, resume: bool, deadline: float | None) -> None:
+        """Refuse bad move options before anything runs."""
+        self._check_open()
+        if errors not in ("raise", "ignore"):
+            raise InputError(f"errors={errors!r}: use 'raise' or 'ignore'")
+        if resume and not self.local_destination:
+            raise InputError(
+                "resume=True needs our own store SCP, whose journal says what arrived; "
+                f"with move_destination={self.move_destination!r} nothing is written here"
+            )
+        Timeouts(deadline=deadline)  # checks the value
+
+    @property
+    def _busy(self) -> bool:
+        return self._run is not None and not self._run_done
+
+    async def run(
+        self,
+        planned: list[Planned],
+        *,
+        stats: MoveStats,
+        reporter: Reporter,
+        resume: bool = False,
+        deadline: float | None = None,
+    ) -> MoveResult:
+        """Run planned requests; return their rows and how the move ended.
+
+        Never raises a move error: :func:`conclude` turns the result into one.
+        """
+        self._check_open()
+        if self._busy:
+            raise DicomMoveError(
+                "this session is already running a move: wait for it or cancel it, "
+                "or open another Session"
+            )
+        run = Run(
+            self,
+            planned,
+            stats=stats,
+            reporter=reporter,
+            resume=resume,
+            deadline=deadline if deadline is not None else self.timeouts.deadline,
+        )
+        self._run, self._run_done = run, False
+        try:
+            return await run.execute()
+        finally:
+            self._run_done = True
+            await asyncio.get_running_loop().run_in_executor(None, reporter.stop)
+            if self._close_when_done:
+                self._close_when_done = False
+                await self.aclose()
+
+    _run_done = True
+
+    async def move(
+        self,
+        what: Any,
+        *,
+        strict: bool = True,
+        progress: Progress = False,
+        errors: Literal["raise", "ignore"] = "raise",
+        resume: bool = False,
+        batch: int = 1,
+        deadline: float | None = None,
+    ) -> pd.DataFrame:
+        """Move what ``what`` identifies and return the manifest (see :meth:`Session.move`).
+
+        If the task running this is cancelled, the active C-MOVEs are cancelled
+        (C-CANCEL, grace period) before :class:`asyncio.CancelledError` propagates;
+        :meth:`manifest` then holds what arrived.
+        """
+        self.check_move(errors=errors, resume=resume, deadline=deadline)
+        planned = self.plan(what, strict=strict, batch=batch)
+        stats = MoveStats(len(planned))
+        reporter = make_reporter(progress, stats, desc=f"C-MOVE from {self.pacs.ae_title}")
+        task = asyncio.ensure_future(
+            self.run(planned, stats=stats, reporter=reporter, resume=resume, deadline=deadline)
+        )
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.cancel(Stop.INTERRUPT)
+            await asyncio.wait({task})
+            raise
+        rows, error = conclude(result, errors=errors, pacs=self.pacs)
+        if error is not None:
+            raise error
+        from ..manifest import build
+
+        return await asyncio.get_running_loop().run_in_executor(None, build, rows)
+
+    def cancel(self, why: Stop = Stop.CANCEL) -> None:
+        """Cancel the running move: C-CANCEL, grace period, release (from the loop).
+
+        Nothing happens when no move is running.
+        """
+        run = self._run
+        if run is not None and not self._run_done:
+            logger.warning("cancelling the move from %s", self.pacs)
+            run.request_stop(why)
+
+    def abort(self) -> None:
+        """Abort the running move's associations at once (a second Ctrl-C)."""
+        run = self._run
+        if run is not None and not self._run_done:
+            logger.warning("interrupted again: aborting the associations")
+            run.abort()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Return the rows of the running move so far, or of the last move."""
+        run = self._run
+        if run is None:
+            return []
+        return run.rows(live=not self._run_done)
+
+
+def conclude(
+    result: MoveResult, *, errors: str, pacs: Node
+) -> tuple[list[dict[str, Any]], DicomMoveError | None]:
+    """Return the rows of a move and the error to raise for it, if any.
+
+    An interrupted move (Ctrl-C) gets a :class:`~dicommove.MoveCancelled` here; the
+    synchronous API raises :class:`~dicommove.MoveInterrupted` instead, in the
+    caller's thread.
+    """
+    rows = result.rows
+    failure = result.failure
+    if failure is not None:
+        failure.rows = rows
+        return rows, failure
+    if result.stop in (Stop.INTERRUPT, Stop.CANCEL):
+        unfinished = sum(r["status"] in ("cancelled", "timeout") for r in rows)
+        message = (
+            f"the move from {pacs} was cancelled; {unfinished} rows read 'cancelled' "
+            "or 'timeout' (what arrived is kept). Run it again with resume=True "
+            "(--resume) to fetch the rest."
+        )
+        return rows, MoveCancelled(message, status=0xFE00, rows=rows)
+    if result.deadline_passed:
+        return rows, MoveTimeout(
+            f"the move from {pacs} ran past its deadline of {result.deadline or 0:g} s and was "
+            "cancelled; what arrived is kept. Run it again with resume=True (and a longer "
+            "deadline) to fetch the rest.",
+            rows=rows,
+        )
+    if result.problems:
+        summary = ", ".join(f"{n} {s}" for s, n in result.problems.items() if n)
+        message = (
+            f"the move from {pacs} fell short: {summary}. The manifest's "
+            "'status' and 'reason' columns say which and why"
+        )
+        if errors == "raise":
+            return rows, MoveIncomplete(
+                message + " (read exc.manifest, or pass errors='ignore').",
+                status=result.worst_status,
+                rows=rows,
+            )
+        logger.warning("%s.", message)
+    return rows, None
