@@ -72,6 +72,12 @@ STATUS_TEXT: dict[int, tuple[Kind, str]] = {
 }
 
 
+#: The warnings outside 0xBxxx (PS3.7 C): 0x0001 (a requested optional attribute is not
+#: supported), 0x0107 (attribute list error), 0x0116 (attribute value out of range).
+#: 0x0110-0x0115 between them are failures (processing failure, no such instance...).
+_WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
+
+
 def kind_of(code: int | None) -> Kind:
     """Return the kind of a status code; ``None`` (no status at all) is a failure."""
     if code is None:
@@ -79,7 +85,7 @@ def kind_of(code: int | None) -> Kind:
     known = STATUS_TEXT.get(code)
     if known is not None:
         return known[0]
-    if 0xB000 <= code <= 0xBFFF or code == 0x0001 or 0x0107 <= code <= 0x0116:
+    if 0xB000 <= code <= 0xBFFF or code in _WARNINGS:
         return Kind.WARNING
     return Kind.FAILURE
 

@@ -21,7 +21,8 @@ from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-from ._hooks import CANCEL, DESTINATION_UNKNOWN, PENDING, ResponseHook, StoreHook, store_contexts
+from .. import _status as st
+from ._hooks import ResponseHook, StoreHook, store_contexts
 from ._index import Entry, Index, load_instance
 from ._match import (
     ALLOWED,
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
     from .pacs import PacsFaults
 
 LOGGER = logging.getLogger("dicommove.testing")
-
-#: Status of an identifier that cannot be decoded: "Unable to process" (PS3.4 C.4).
-_UNABLE_TO_PROCESS = 0xC000
 
 
 class RequestLog:
@@ -158,7 +156,7 @@ class QueryRetrieveHandlers(RequestLog):
             query = parse_identifier(identifier)
         except Exception as exc:  # a broken identifier from the peer
             LOGGER.warning("DemoPACS cannot decode an identifier: %s", exc)
-            raise Refused(_UNABLE_TO_PROCESS, "cannot decode the identifier") from exc
+            raise Refused(st.UNABLE_TO_PROCESS, "cannot decode the identifier") from exc
         self._log_request(log, identifier, int(event.request.MessageID or 0))
         return query
 
@@ -177,10 +175,10 @@ class QueryRetrieveHandlers(RequestLog):
         allowed = None if level == "IMAGE" else ALLOWED[level]
         for record in index.records[level]:
             if event.is_cancelled:
-                yield CANCEL, None
+                yield st.CANCEL, None
                 return
             if matches(record, query, allowed):
-                yield PENDING, response(record, query, level, self._ae_title)
+                yield st.PENDING, response(record, query, level, self._ae_title)
 
     def _on_move(self, event: Event) -> Iterator[Any]:
         index = self._index
@@ -199,7 +197,9 @@ class QueryRetrieveHandlers(RequestLog):
         address = self._resolve(destination)
         if address is None:
             LOGGER.info("DemoPACS: unknown move destination %r", destination)
-            hook.override(msg_id, DESTINATION_UNKNOWN, f"unknown move destination {destination!r}")
+            hook.override(
+                msg_id, st.MOVE_DESTINATION_UNKNOWN, f"unknown move destination {destination!r}"
+            )
             yield None, None
             return
         faults = self.faults
@@ -254,7 +254,7 @@ class QueryRetrieveHandlers(RequestLog):
                 cancelled = self._stall(event)
             # (pynetdicom's is_cancelled is true once: it consumes the C-CANCEL)
             if (cancelled or event.is_cancelled) and not faults.ignore_cancel:
-                yield CANCEL, None
+                yield st.CANCEL, None
                 return
             abort_after = faults.abort_after
             if abort_after is not None and n >= abort_after and faults.abort_count != 0:
@@ -264,7 +264,7 @@ class QueryRetrieveHandlers(RequestLog):
                 hook.suppress(msg_id)
                 event.assoc.abort(block=False)
                 return
-            yield PENDING, load_instance(entry)
+            yield st.PENDING, load_instance(entry)
 
     def _stall(self, event: Event) -> bool:
         """Stay silent for ``faults.stall_seconds``, or until cancelled or stopped.

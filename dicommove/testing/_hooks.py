@@ -33,6 +33,7 @@ from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AddressInformation, AssociationSocket, ThreadedAssociationServer
 
+from .. import _status as st
 from .._pynetdicom import reactor_reads_nothing
 from ._index import Entry
 from ._match import error_comment
@@ -41,12 +42,6 @@ if TYPE_CHECKING:
     from ._handlers import QueryRetrieveHandlers
 
 LOGGER = logging.getLogger("dicommove.testing")
-
-#: Status codes sent by the hooks and handlers (PS3.4 C.4).
-PENDING = 0xFF00
-CANCEL = 0xFE00
-DESTINATION_UNKNOWN = 0xA801
-STORE_REFUSED = 0xA700  # C-STORE "Refused: Out of resources", for PacsFaults.fail_instances
 
 _NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -107,7 +102,7 @@ class ResponseHook:
         ):
             msg_id = int(primitive.MessageIDBeingRespondedTo)
             status = primitive.Status
-            if status in (PENDING, 0xFF01):
+            if status in (st.PENDING, st.PENDING_WARNING):
                 if self._pacs.faults.skip_pending or self._final.get(msg_id, (0, "", False))[2]:
                     return
                 if msg_id in self.overflow:
@@ -118,7 +113,11 @@ class ResponseHook:
                     return
                 if status_override is not None:
                     primitive.Status = status_override
-                if not comment and isinstance(primitive, C_MOVE) and status == DESTINATION_UNKNOWN:
+                if (
+                    not comment
+                    and isinstance(primitive, C_MOVE)
+                    and status == st.MOVE_DESTINATION_UNKNOWN
+                ):
                     comment = "could not associate with the move destination"
                 if comment:
                     setattr(primitive, "ErrorComment", comment)  # noqa: B010 - typed as None
@@ -157,10 +156,10 @@ class StoreHook:
                 time.sleep(faults.delay_per_store)
             status = Dataset()
             if uid and uid in faults.fail_instances:
-                status.Status = STORE_REFUSED
+                status.Status = st.STORE_OUT_OF_RESOURCES  # as if the destination refused
                 return status
             if uid and uid in faults.drop_instances:
-                status.Status = 0x0000
+                status.Status = st.SUCCESS
                 return status
             if originator is not None:
                 originator_aet, originator_id = originator

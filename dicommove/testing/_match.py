@@ -21,21 +21,15 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from .. import _sop, _status
 from ._index import CHAIN, COMPUTED_KEYS, LEVEL_KEYS, Entry, Index, keyword_tags
 
 #: The Query/Retrieve information models (SOP classes) served.
-PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
-PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
-PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
-STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
-
-PATIENT_ROOT = frozenset({PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET})
-STUDY_ROOT = frozenset({STUDY_ROOT_FIND, STUDY_ROOT_MOVE, STUDY_ROOT_GET})
+PATIENT_ROOT = frozenset({_sop.FIND["patient"], _sop.MOVE["patient"], _sop.GET["patient"]})
+STUDY_ROOT = frozenset({_sop.FIND["study"], _sop.MOVE["study"], _sop.GET["study"]})
 
 #: Status of a refused identifier: "Identifier does not match SOP Class" (PS3.4 C.4).
-IDENTIFIER_MISMATCH = 0xA900
+IDENTIFIER_MISMATCH = _status.IDENTIFIER_MISMATCH
 
 _AVAILABILITY = keyword_tags("InstanceAvailability")
 #: Keys a C-FIND at a level may match on: its own, those of the levels above, computed.

@@ -41,6 +41,7 @@ from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
 from pynetdicom.events import EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
+from .._sop import VERIFICATION
 from ..errors import InputError, LocalSetupError
 from ..node import Node, validate_ae_title
 from ._handlers import QueryRetrieveHandlers
@@ -52,7 +53,6 @@ __all__ = ["DemoPACS", "PacsFaults"]
 
 LOGGER = logging.getLogger("dicommove.testing")
 
-VERIFICATION = "1.2.840.10008.1.1"
 _POLL_INTERVAL = 0.05  # seconds, how quickly stop() takes effect
 
 
