@@ -369,11 +369,15 @@ class Connection(asyncio.BufferedProtocol):
         self._process()
 
     def _respond(self, rec: Received) -> None:
+        """Answer the C-STORE, then record it (the sender waits only for the answer).
+
+        The status is final before the answer: the file has its final name, or nothing
+        was written. Recording (routing, journal, progress) cannot change it.
+        """
         message_id, cx_id = self.message
-        if not self._report(rec):
-            rec.dimse_status = st.STORE_CANNOT_UNDERSTAND
         response = _ul.encode_response(
             _ul.C_STORE_RSP, message_id, rec.dimse_status, rec.sop_class_uid, rec.sop_instance_uid
         )
         if self.transport is not None and not self.closing:
             self.transport.write(_ul.encode_command_pdata(cx_id, response))
+        self._report(rec)

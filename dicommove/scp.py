@@ -83,8 +83,9 @@ class StoreSCP:
     host, port : str, int
         The address to listen on (``""`` = all interfaces, port 0 = any free one).
     on_instance : callable
-        Called with each :class:`Received` record, in the event loop, before the
-        C-STORE response is sent. It must not block.
+        Called with each :class:`Received` record, in the event loop, right after the
+        C-STORE response is sent (the record's status is final by then). It must not
+        block.
     allowed_calling_aes : collection of str, optional
         Calling AE titles accepted; ``None`` accepts any.
     allowed_hosts : collection of str, optional

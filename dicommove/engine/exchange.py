@@ -30,6 +30,8 @@ logger = logging.getLogger("dicommove")
 
 _COMPLETED, _FAILED, _WARNING, _REMAINING = 0x1021, 0x1022, 0x1023, 0x1020
 _FAILED_LIST = 0x00080058
+#: Seconds between two progress updates of one part (pending responses come per instance).
+_SHOW_EVERY = 0.1
 
 
 def due(run: Run, part: Part, now: float) -> bool:
@@ -155,7 +157,9 @@ def _response(
     part.warning = rsp.us(_WARNING) or 0
     part.remaining = rsp.us(_REMAINING)
     if st.kind_of(code) is st.Kind.PENDING:
-        run.progress(part, label)
+        if part.last_activity - part.shown_at >= _SHOW_EVERY:
+            part.shown_at = part.last_activity
+            run.progress(part, label)
         if (
             allow_split
             and part.expected >= MAX_SUBOPERATIONS

@@ -76,6 +76,7 @@ class Part:
     worker: int = -1
     started_at: float = 0.0  # loop time of its first C-MOVE, 0 before
     last_activity: float = 0.0  # the last response or instance
+    shown_at: float = 0.0  # the last progress update
     cancel_sent_at: float | None = None
     asks_remaining: bool = False  # on its next attempt, ask only for what is missing
     final_status: int | None = None

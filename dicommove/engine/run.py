@@ -77,8 +77,11 @@ class _Committer:
         self._next: asyncio.Future[None] | None = None
 
     async def commit(self) -> None:
-        if self.store is None or self.store.durability == "none":
+        store = self.store
+        if store is None or store.durability == "none":
             return
+        if self._running is None and self._next is None and store.synced >= store.generation:
+            return  # nothing named since the last sync
         loop = asyncio.get_running_loop()
         if self._next is None:
             self._next = loop.create_future()

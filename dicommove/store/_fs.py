@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["IN_FLIGHT", "syncfs", "writer_alive"]
+__all__ = ["IN_FLIGHT", "rename_noreplace", "syncfs", "writer_alive"]
 
 #: Temp files being written by this process, across all stores (set operations are atomic).
 IN_FLIGHT: set[str] = set()
@@ -49,3 +50,38 @@ def syncfs(fd: int) -> None:
     if _libc_syncfs(fd) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+_renameat2: Callable[..., int] | bool | None = None
+
+
+def rename_noreplace(src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (one atomic system call on Linux).
+
+    Raises
+    ------
+    FileExistsError
+        If ``dst`` exists; nothing was renamed.
+    OSError
+        As :func:`os.rename` does otherwise.
+    """
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if _renameat2 is not False:
+        assert callable(_renameat2)
+        if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), 1) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), dst)
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # else: unsupported here
+            raise OSError(code, os.strerror(code), dst)
+    if os.path.exists(dst):  # the portable way: check, then rename (not atomic)
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+    os.rename(src, dst)

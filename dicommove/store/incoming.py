@@ -59,19 +59,10 @@ class Incoming:
                 return
             keep = HEAD_BYTES - len(self._head)
             self._head += data[:keep]
-            self._write_all(self._head_with_meta())
-            if self._fd is None:
+            if not self._write_meta_and_head():
                 return
             data = memoryview(data)[keep:]
         self._write_all(data)
-
-    def _head_with_meta(self) -> bytes:
-        rec = self.rec
-        meta = self.store.file_meta(
-            rec.sop_class_uid, rec.sop_instance_uid, rec.transfer_syntax_uid
-        )
-        self._meta_length = len(meta)  # a clean zero preamble, never a copied one
-        return meta + self._head
 
     def _open(self) -> bool:
         self._tmp = self.store.temp_name()
@@ -182,7 +173,19 @@ class Incoming:
             return None
 
     def _write_meta_and_head(self) -> bool | None:
-        self._write_all(self._head_with_meta())
+        rec = self.rec
+        meta = self.store.file_meta(
+            rec.sop_class_uid, rec.sop_instance_uid, rec.transfer_syntax_uid
+        )
+        self._meta_length = len(meta)
+        assert self._fd is not None
+        try:  # one system call, no copy
+            written = os.writev(self._fd, (meta, self._head))
+        except OSError as exc:
+            self._fail(exc)
+            return None
+        if written < len(meta) + len(self._head):  # short write: the rest, the slow way
+            self._write_all(memoryview(meta + self._head)[written:])
         return None if self._fd is None else True
 
     def persist(self, *, fsync: bool = False) -> Received:

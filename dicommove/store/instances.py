@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import _status as st
 from .._header import encode_file_meta
 from ..errors import InputError, LocalSetupError
-from ._fs import syncfs, writer_alive
+from ._fs import rename_noreplace, syncfs, writer_alive
 from .incoming import Incoming
 from .layout import FIELDS, Layout, compile_layout, is_valid_uid
 from .record import (
@@ -84,12 +84,12 @@ class InstanceStore:
         self._fields = [name for name in FIELDS if "{" + name + "}" in self.template]
         self.durability: Durability = durability
         self._lock = threading.Lock()
-        # hash(SOPInstanceUID) -> (Study, Series, SOP Class UID) of its file in this move,
-        # to tell a duplicate or a conflict: small per instance (the path follows from the
-        # layout, and the tuple is shared by the instances of a series).
-        self._seen: dict[int, tuple[str, str, str]] = {}
+        # files named from this time on are this move's (a copy of one is a duplicate)
+        self._begun_ns = time.time_ns()
+        #: Files named so far (:meth:`sync` says up to which one it made durable).
+        self.generation = 0
+        self.synced = 0
         self._strings: dict[str, str] = {}  # one copy of each Study/Series/class UID
-        self._fields_of: dict[tuple[str, str, str], tuple[str, str, str]] = {}
         self._dirs: set[str] = set()  # directories known to exist
         self._meta: dict[tuple[str, str], tuple[bytes, bytes, bytes, int]] = {}
         self._counter = 0
@@ -131,8 +131,20 @@ class InstanceStore:
     def begin(self) -> None:
         """Start a new move: forget which instances and directories were seen."""
         with self._lock:
-            self._seen.clear()
+            self._begun_ns = self._fs_now()
             self._dirs.clear()
+
+    def _fs_now(self) -> int:
+        """Return the output filesystem's clock, as file ctimes see it (it may be coarse)."""
+        marker = f"{self.temp_prefix}begin-{id(self):x}.part"
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
+            try:
+                return os.stat(marker).st_ctime_ns
+            finally:
+                os.unlink(marker)
+        except OSError:
+            return time.time_ns() - 100_000_000  # a coarse clock lags by some milliseconds
 
     def intern(self, text: str) -> str:
         """Return one shared copy of a string that many instances repeat (a Series UID)."""
@@ -233,33 +245,29 @@ class InstanceStore:
         return incoming.finish(accept, fsync=self.durability == "instance")
 
     def commit(self, rec: Received, tmp: str, final: str) -> None:
-        """Rename ``tmp`` to ``final``, or record a duplicate or a quarantined conflict."""
-        key = hash(rec.sop_instance_uid)
-        with self._lock:
-            fields = self._seen.get(key)
-            existing = None if fields is None else self.layout_path(rec.sop_instance_uid, fields)
-            if existing is not None and not os.path.exists(existing):
-                existing = None  # a hash collision, or a file removed meanwhile
-            earlier_run = False
-            if existing is None and os.path.exists(final):
-                existing, earlier_run = final, True  # from an earlier run: never overwritten
-            if existing is not None:
-                self._same_again(rec, tmp, existing, earlier_run=earlier_run)
-                if earlier_run and rec.status != "conflict":
-                    self._seen[key] = self._uids_of(rec)
-                return
-            parent = os.path.dirname(final)
-            if parent not in self._dirs:
-                os.makedirs(parent, exist_ok=True)
-                self._dirs.add(parent)
-            try:
-                os.rename(tmp, final)
-            except FileNotFoundError:  # its directory was removed during the move
-                os.makedirs(parent, exist_ok=True)
-                os.rename(tmp, final)
-            self._seen[key] = self._uids_of(rec)
-            rec.path = final
-            rec.received_at = time.time()
+        """Rename ``tmp`` to ``final``, or record a duplicate or a quarantined conflict.
+
+        The rename never replaces a file: if ``final`` exists, the new copy is compared
+        with it. A file named before this move began (an earlier run's) makes an
+        identical copy ``received``; one named during this move, a ``duplicate``.
+        """
+        parent = os.path.dirname(final)
+        if parent not in self._dirs:
+            os.makedirs(parent, exist_ok=True)
+            self._dirs.add(parent)
+        try:
+            rename_noreplace(tmp, final)
+        except FileNotFoundError:  # its directory was removed during the move
+            os.makedirs(parent, exist_ok=True)
+            rename_noreplace(tmp, final)
+        except FileExistsError:
+            earlier_run = os.stat(final).st_ctime_ns < self._begun_ns
+            with self._lock:
+                self._same_again(rec, tmp, final, earlier_run=earlier_run)
+            return
+        rec.path = final
+        rec.received_at = time.time()
+        self.generation += 1
 
     def _same_again(self, rec: Received, tmp: str, existing: str, *, earlier_run: bool) -> None:
         """Keep one file of an identical second copy; quarantine a different one."""
@@ -278,10 +286,6 @@ class InstanceStore:
             "was kept and this one quarantined"
         )
         logger.warning("conflicting copy of %s kept at %s", rec.sop_instance_uid, keep)
-
-    def _uids_of(self, rec: Received) -> tuple[str, str, str]:
-        fields = (rec.study_instance_uid, rec.series_instance_uid, rec.sop_class_uid)
-        return self._fields_of.setdefault(fields, fields)
 
     def layout_path(self, sop_instance_uid: str, fields: tuple[str, str, str]) -> str:
         """Return the final path of an instance whose UIDs were validated when it arrived."""
@@ -307,8 +311,10 @@ class InstanceStore:
         """
         if self.durability == "none":
             return
+        generation = self.generation
         fd = os.open(self.root, os.O_RDONLY)
         try:
             syncfs(fd)
         finally:
             os.close(fd)
+        self.synced = max(self.synced, generation)
