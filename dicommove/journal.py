@@ -200,19 +200,20 @@ class Journal:
                 yield rec.get("key"), self._arrival(rec)
 
     def _arrival(self, rec: dict[str, Any]) -> Arrival:
-        path = str(rec.get("path") or "")
+        path = rec.get("path") or ""
+        get = rec.get
         return Arrival(
-            sop=str(rec.get("sop", "")),
-            sop_class=str(rec.get("sop_class") or ""),
-            transfer_syntax=str(rec.get("ts") or ""),
-            status=str(rec.get("status") or "received"),
-            reason=str(rec.get("reason") or ""),
-            study=str(rec.get("study") or ""),
-            series=str(rec.get("series") or ""),
-            patient=str(rec.get("patient") or ""),
-            path=str(self.root / path) if path else "",
-            size=int(rec.get("size") or 0),
-            at=rec.get("at"),
+            sop=get("sop") or "",
+            sop_class=get("sop_class") or "",
+            transfer_syntax=get("ts") or "",
+            status=get("status") or "received",
+            reason=get("reason") or "",
+            study=get("study") or "",
+            series=get("series") or "",
+            patient=get("patient") or "",
+            path=os.path.join(self._root_prefix, path) if path else "",
+            size=int(get("size") or 0),
+            at=get("at"),
         )
 
     def scan(self) -> dict[str, JournalEntry]:

@@ -230,18 +230,38 @@ def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> str:
     return text + ("; " + ", ".join(present) if present else "")
 
 
-def _csv_cell(name: str, value: Any) -> str:
-    if _missing(value):
+def _text(value: Any) -> str:
+    return "" if value is None or _missing(value) else str(value)
+
+
+def _integer(value: Any) -> str:
+    return "" if value is None or _missing(value) else str(int(value))
+
+
+_SECONDS: dict[int, str] = {}
+
+
+def _stamp(value: Any) -> str:
+    if value is None or _missing(value):
         return ""
-    if name == "received_at":
-        if isinstance(value, (int, float)):
-            stamp = datetime.datetime.fromtimestamp(float(value), tz=datetime.timezone.utc)
-        else:
-            stamp = value
-        return str(stamp.strftime(_DATE_FORMAT))
-    if COLUMNS[name] == "Int64":
-        return str(int(value))
-    return str(value)
+    if isinstance(value, (int, float)):  # epoch seconds, as the engine records them
+        whole = int(value)
+        text = _SECONDS.get(whole)
+        if text is None:
+            if len(_SECONDS) > 4096:
+                _SECONDS.clear()
+            stamp = datetime.datetime.fromtimestamp(whole, tz=datetime.timezone.utc)
+            text = _SECONDS[whole] = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+        micro = min(round((value - whole) * 1e9) // 1000, 999999)  # as pandas converts
+        return f"{text}.{micro:06d}Z"
+    return str(value.strftime(_DATE_FORMAT))
+
+
+#: How each column is written to CSV (as pandas writes the typed frame).
+_CELLS = {
+    name: _stamp if name == "received_at" else _integer if dtype == "Int64" else _text
+    for name, dtype in COLUMNS.items()
+}
 
 
 def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
@@ -258,11 +278,12 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) 
     with open(tmp, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(COLUMNS)
+        cells = list(_CELLS.items())
         for row in rows:
-            unknown = set(row) - set(COLUMNS)
-            if unknown:
-                raise KeyError(f"unknown manifest columns {sorted(unknown)}")
-            writer.writerow([_csv_cell(name, row.get(name)) for name in COLUMNS])
+            if not row.keys() <= _CELLS.keys():
+                unknown = sorted(set(row) - set(COLUMNS))
+                raise KeyError(f"unknown manifest columns {unknown}")
+            writer.writerow([cell(row.get(name)) for name, cell in cells])
     os.replace(tmp, target)
     return target
 

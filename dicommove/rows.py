@@ -218,8 +218,10 @@ def request_base(out: RequestOutcome) -> dict[str, Any]:
 
 def labelled(out: RequestOutcome, row: dict[str, Any]) -> dict[str, Any]:
     """Set a row's ``request`` to the input row that asked for its retrieve-level UID."""
+    if len(out.sources) <= 1:
+        return row
     level = out.query.level
-    if len(out.sources) > 1 and level is not None:
+    if level is not None:
         owner = out.sources.get(row.get(UNIQUE_KEYS[level]) or "")
         if owner is not None:
             row["request"] = owner

@@ -79,3 +79,48 @@ def test_summarize_and_complete() -> None:
     assert "not_found: 1" in text
     assert not manifest.is_complete(df)
     assert manifest.is_complete(df.iloc[:1])
+
+
+def test_write_rows_writes_what_pandas_writes(tmp_path: Path) -> None:
+    """The CLI's CSV (no pandas) is byte-identical to write_csv of the typed frame."""
+    rows = [
+        {
+            "request": 0,
+            "PatientID": "PAT, with comma",
+            "StudyInstanceUID": "1.2.3",
+            "SOPInstanceUID": "1.2.3.4",
+            "path": "/out/1.2.3/1.2.3.4.dcm",
+            "size": 9464,
+            "status": "received",
+            "received_at": 1764603700.965886,
+            "move_status": 0,
+        },
+        {
+            "request": 'row "b"',
+            "status": "missing",
+            "reason": "no instance arrived; why",
+            "completed": 3,
+        },
+        {"request": None, "status": "unrequested", "received_at": 1764603700.0000004, "size": None},
+        {"request": ("a", 1), "status": "failed", "move_status": 0xC000, "failed": 2, "warning": 0},
+    ]
+    manifest.write_rows(rows, tmp_path / "rows.csv")
+    manifest.write_csv(manifest.build(rows), tmp_path / "frame.csv")
+    assert (tmp_path / "rows.csv").read_bytes() == (tmp_path / "frame.csv").read_bytes()
+    back = manifest.read_csv(tmp_path / "rows.csv")
+    assert list(back["status"]) == ["received", "missing", "unrequested", "failed"]
+
+
+def test_write_rows_refuses_an_unknown_column(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match="nonsense"):
+        manifest.write_rows([{"status": "received", "nonsense": 1}], tmp_path / "x.csv")
+
+
+def test_summarize_rows_matches_summarize() -> None:
+    rows = [
+        {"request": 0, "status": "received", "size": 10},
+        {"request": 0, "status": "received", "size": 1500},
+        {"request": 1, "status": "missing"},
+        {"request": None, "status": "unrequested", "size": 5},
+    ]
+    assert manifest.summarize_rows(rows) == manifest.summarize(manifest.build(rows))
