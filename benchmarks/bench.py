@@ -9,8 +9,10 @@ Generates two synthetic CT datasets with ``dicommove.testing.make_cohort`` (big:
 DCMTK ``storescu``, then times one study-level C-MOVE of the whole dataset (all
 StudyInstanceUIDs in one identifier) into each receiver, ``--reps`` times, interleaved:
 
-* ``dicommove``: ``dicommove.move()`` at its defaults, in a fresh Python process;
-* ``dicommove_best``: the same with the ``--best`` Session options;
+* ``dicommove``: ``dicommove move ADDR -q ... -o DIR`` (the command line, run in a fresh Python
+  process by ``dicommove_driver.py``) at its defaults;
+* ``dicommove_one``: the same on one association (``--one`` options, default
+  ``--workers 1 --split never``);
 * ``dcmtk_movescu``: DCMTK ``movescu --port N -od DIR`` (its own Storage SCP);
 * ``dcmtk_storescp``: DCMTK ``movescu`` to a separately running ``storescp`` (only movescu is
   timed; it is the reference the ratios are given against);
@@ -93,7 +95,7 @@ PREFIXES = {"big": "BIG", "small": "SML"}
 
 RECEIVERS = (
     "dicommove",
-    "dicommove_best",
+    "dicommove_one",
     "dcmtk_movescu",
     "dcmtk_storescp",
     "pynetdicom_movescu",
@@ -102,8 +104,8 @@ RECEIVERS = (
 #: Not a receiver but a ceiling: stores nothing, so it is checked by the count of C-STOREs.
 CEILING = "null_storescp"
 REFERENCE = "dcmtk_storescp"
-#: The "best settings" of dicommove, as Session options (see --best and docs/performance.md).
-BEST_OPTIONS = "fsync=False"
+#: dicommove on a single association (CLI flags as key=value; see --one).
+ONE_OPTIONS = "workers=1,split=never"
 PACS_KINDS = ("orthanc", "dcmqrscp")
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_SETUP = 0, 1, 2
 
@@ -170,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--big", type=parse_spec, help="big dataset as P,S,R,I,ROWS,COLS")
     ap.add_argument("--small", type=parse_spec, help="small dataset as P,S,R,I,ROWS,COLS")
     ap.add_argument(
-        "--best",
+        "--one",
         type=parse_options,
-        default=parse_options(BEST_OPTIONS),
-        help=f"Session options of dicommove_best (default {BEST_OPTIONS})",
+        default=parse_options(ONE_OPTIONS),
+        help=f"CLI options of dicommove_one, as key=value (default {ONE_OPTIONS})",
     )
     ap.add_argument(
         "--variant",
@@ -181,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME:OPTS",
-        help="extra dicommove receiver dicommove[NAME] with Session options OPTS "
-        "(e.g. flat:layout=flat,fsync=False); repeatable",
+        help="extra dicommove receiver dicommove[NAME] with options OPTS "
+        "(CLI options as key=value, e.g. flat:layout=flat,durability=none); repeatable",
     )
     ap.add_argument(
         "--out",
@@ -297,8 +299,8 @@ def make_receivers(args: argparse.Namespace) -> list[Receiver]:
     for name in args.receivers:
         if name == "dicommove":
             receivers.append(Receiver(name, "dicommove", "DICOMMOVE"))
-        elif name == "dicommove_best":
-            receivers.append(Receiver(name, "dicommove", "DICOMMOVE-BEST", options=args.best))
+        elif name == "dicommove_one":
+            receivers.append(Receiver(name, "dicommove", "DICOMMOVE-ONE", options=args.one))
         elif name == "dcmtk_movescu":
             receivers.append(Receiver(name, name, "MOVESCU"))
         elif name == "dcmtk_storescp":

@@ -1,13 +1,18 @@
-r"""Benchmark driver: one ``dicommove.move()`` of a list of studies, as its own process.
+r"""Benchmark driver: one ``dicommove move`` of a list of studies, as its own process.
 
     python benchmarks/dicommove_driver.py AE@HOST:PORT --studies-file F --out DIR --port N
         [--ae-title AE] [--option KEY=VALUE ...] [--report JSON]
 
-All StudyInstanceUIDs of ``F`` (one per line) go into one study-level C-MOVE
-(``Query.study(*uids)``), as ``movescu -k StudyInstanceUID=uid1\uid2...`` does. ``--option``
-passes a Session option (``fsync=False``, ``max_pdu=0``, ``layout='flat'``; values are Python
-literals). Exit status 0 when every instance arrived (manifest status ``received`` only), 1
-otherwise. ``--report`` writes timings (start, import, move) and the manifest's status counts.
+Runs the command line a user would type, in this process:
+``dicommove move ADDR -q QueryRetrieveLevel=STUDY -q StudyInstanceUID=uid1\uid2... -o DIR
+-p N --calling-ae-title AE --no-progress``: all StudyInstanceUIDs of ``F`` (one per line) go
+into one study-level C-MOVE, as ``movescu -k StudyInstanceUID=uid1\uid2...`` does.
+``--option KEY=VALUE`` adds the CLI flag ``--KEY VALUE`` (underscores become dashes:
+``workers=1``, ``split=never``, ``durability=none``, ``max_pdu_length=16384``,
+``layout=flat``). The manifest goes to ``manifest.csv`` beside ``DIR``. Exit status 0 when
+every instance arrived (manifest status ``received`` only), 1 otherwise. ``--report``
+writes timings (start, import, move) and the manifest's status counts, read from its CSV
+with the csv module (no pandas, as the CLI itself).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ T_START = time.time()  # before the heavy imports: how long did the interpreter 
 
 import argparse  # noqa: E402
 import ast  # noqa: E402
+import csv  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -36,19 +43,39 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 def status_counts(manifest: Any) -> tuple[dict[str, int], bool]:
-    """Count the manifest's statuses; ok when every row is ``received``."""
+    """Count a manifest DataFrame's statuses; ok when every row is ``received``."""
     counts = {str(k): int(v) for k, v in manifest["status"].value_counts().items() if v}
     return counts, set(counts) == {"received"}
 
 
+def csv_status_counts(path: Path) -> tuple[dict[str, int], list[tuple[str, str]], bool]:
+    """Count a manifest CSV's statuses; also the (status, reason) of each problem row."""
+    counts: Counter[str] = Counter()
+    problems: list[tuple[str, str]] = []
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as stream:
+            for row in csv.DictReader(stream):
+                counts[row["status"]] += 1
+                if row["status"] != "received":
+                    problems.append((row["status"], row["reason"]))
+    return dict(counts), problems, bool(counts) and set(counts) == {"received"}
+
+
 def finish(report: dict[str, Any], manifest: Any, path: Path | None) -> int:
-    """Write and print the report, list the problem rows; return the exit status."""
+    """Write and print the report, list the problem rows; return the exit status.
+
+    ``manifest`` is a DataFrame, or a list of (status, reason) problem rows.
+    """
     if path is not None:
         path.write_text(json.dumps(report))
     print(json.dumps(report))
     if not report["ok"]:
-        problems = manifest[manifest["status"] != "received"]
-        print(problems[["status", "reason"]].value_counts().to_string(), file=sys.stderr)
+        if isinstance(manifest, list):
+            for (status, reason), n in Counter(manifest).most_common(20):
+                print(f"{n} x {status}: {reason}", file=sys.stderr)
+        else:
+            problems = manifest[manifest["status"] != "received"]
+            print(problems[["status", "reason"]].value_counts().to_string(), file=sys.stderr)
     return 0 if report["ok"] else 1
 
 
@@ -66,34 +93,45 @@ def main(argv: list[str] | None = None) -> int:
     options = dict(args.option)
 
     t_import = time.time()
-    import dicommove
-    from dicommove import Query
+    from dicommove import __version__, cli
 
     t_move = time.time()
     studies = [s.strip() for s in args.studies_file.read_text().split() if s.strip()]
-    manifest = dicommove.move(
+    cli_argv = [
+        "move",
         args.pacs,
-        Query.study(*studies),
-        out=args.out,
-        port=args.port,
-        ae_title=args.ae_title,
-        progress=False,
-        errors="ignore",
-        **options,
-    )
+        "-q",
+        "QueryRetrieveLevel=STUDY",
+        "-q",
+        "StudyInstanceUID=" + "\\".join(studies),
+        "-o",
+        str(args.out),
+        "-p",
+        str(args.port),
+        "--calling-ae-title",
+        args.ae_title,
+        "--no-progress",
+        "--manifest",
+        str(args.out.parent / "manifest.csv"),  # beside the received files, not among them
+    ]
+    for key, value in options.items():
+        cli_argv += [f"--{key.replace('_', '-')}", str(value)]
+    code = cli.main(cli_argv)
     t_end = time.time()
-    counts, ok = status_counts(manifest)
+    counts, problems, ok = csv_status_counts(args.out.parent / "manifest.csv")
     report = {
-        "dicommove": dicommove.__version__,
+        "dicommove": __version__,
         "options": {k: repr(v) for k, v in options.items()},
+        "exit_code": code,
         "start": T_START,
         "import_s": t_move - t_import,
         "move_s": t_end - t_move,
         "end": t_end,
         "status_counts": counts,
-        "ok": ok,
+        "ok": ok and code == 0,
+        "modules": sorted(m for m in ("pandas", "pydicom", "pynetdicom") if m in sys.modules),
     }
-    return finish(report, manifest, args.report)
+    return finish(report, problems, args.report)
 
 
 if __name__ == "__main__":

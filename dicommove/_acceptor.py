@@ -353,13 +353,17 @@ class Connection(asyncio.BufferedProtocol):
             assert self.transport is not None
             self.transport.pause_reading()
             task = self.loop.run_in_executor(None, lambda: incoming.persist(fsync=True))
-            task.add_done_callback(self._persisted)
+            task.add_done_callback(lambda done: self._persisted(done, incoming))
         else:
             self._respond(incoming.persist())
 
-    def _persisted(self, future: asyncio.Future[Received]) -> None:
+    def _persisted(self, future: asyncio.Future[Received], incoming: Incoming) -> None:
         self.blocked = False
-        rec = future.result()
+        try:
+            rec = future.result()
+        except Exception as exc:  # a bug of ours: fail this instance, keep the association
+            logger.exception("storing %s failed", incoming.rec.sop_instance_uid)
+            rec = incoming.abort(f"internal error while storing: {exc}")
         if self.closing:
             self._report(rec)
             return

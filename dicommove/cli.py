@@ -58,6 +58,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_USAGE",
+    "MANIFEST_NAME",
     "main",
 ]
 

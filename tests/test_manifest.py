@@ -1,5 +1,6 @@
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -83,7 +84,7 @@ def test_summarize_and_complete() -> None:
 
 def test_write_rows_writes_what_pandas_writes(tmp_path: Path) -> None:
     """The CLI's CSV (no pandas) is byte-identical to write_csv of the typed frame."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "request": 0,
             "PatientID": "PAT, with comma",
@@ -117,7 +118,7 @@ def test_write_rows_refuses_an_unknown_column(tmp_path: Path) -> None:
 
 
 def test_summarize_rows_matches_summarize() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"request": 0, "status": "received", "size": 10},
         {"request": 0, "status": "received", "size": 1500},
         {"request": 1, "status": "missing"},

@@ -186,15 +186,27 @@ class Pool:
         for worker in list(self._assocs):
             self.drop(worker)
 
-    async def echo(self) -> None:
-        """Send a C-ECHO on the echo association.
+    async def echo(self, *, idle: bool) -> None:
+        """Send a C-ECHO on an association no one else is reading.
+
+        Worker 0's when ``idle`` (no move runs), else one of its own, released afterwards:
+        a worker's association is never read by two.
 
         Raises
         ------
         NetworkError
             If no association could be made or the C-ECHO got no success reply.
         """
-        assoc = await self.get(ECHO)
+        key = 0 if idle else ECHO
+        try:
+            await self._echo(key)
+        finally:
+            if key == ECHO and ECHO in self._assocs:
+                assoc = self._assocs.pop(ECHO)
+                await assoc.release(min(self.timeouts.dimse, 10.0))
+
+    async def _echo(self, key: int) -> None:
+        assoc = await self.get(key)
         cx_id, _ = self.context(assoc, _sop.VERIFICATION)
         request = _ul.encode_request(
             _ul.C_ECHO_RQ, self.next_message_id(), sop_class=_sop.VERIFICATION
@@ -203,10 +215,10 @@ class Pool:
             assoc.send(cx_id, request)
             code = (await assoc.receive(timeout=self.timeouts.dimse)).status
         except Aborted as exc:
-            self.drop(ECHO)
+            self.drop(key)
             raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {exc}") from None
         if code != st.SUCCESS:
-            self.drop(ECHO)
+            self.drop(key)
             raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {st.describe(code)}")
 
     async def close(self) -> None:

@@ -256,7 +256,7 @@ class AsyncSession:
             If no association could be made or the C-ECHO got no success reply.
         """
         self._check_open()
-        await self.pool.echo()
+        await self.pool.echo(idle=not self._busy)
 
     # -- moving ------------------------------------------------------------------------
     def plan(self, what: Any, *, strict: bool = True, batch: int = 1) -> list[Planned]:

@@ -248,10 +248,11 @@ class Session:
         stats = MoveStats(len(planned))
         reporter = make_reporter(progress, stats, desc=f"C-MOVE from {s.pacs.ae_title}")
         lt = loop_thread()
-        future = lt.submit(
-            s.run(planned, stats=stats, reporter=reporter, resume=resume, deadline=deadline)
+        result, interrupted = _run_interruptible(
+            lt,
+            s,
+            s.run(planned, stats=stats, reporter=reporter, resume=resume, deadline=deadline),
         )
-        result, interrupted = _wait_interruptible(lt, s, future)
         if interrupted or result.stop is Stop.INTERRUPT:
             unfinished = sum(r["status"] in ("cancelled", "timeout") for r in result.rows)
             raise MoveInterrupted(
@@ -331,23 +332,35 @@ class Session:
         return f"<Session {self.pacs} -> {self.ae_title}:{self.port} into {out!r} ({state})>"
 
 
-def _wait_interruptible(
-    lt: LoopThread, s: AsyncSession, future: concurrent.futures.Future[MoveResult]
+def _run_interruptible(
+    lt: LoopThread, s: AsyncSession, coro: Coroutine[Any, Any, MoveResult]
 ) -> tuple[MoveResult, bool]:
-    """Wait for a move; the first Ctrl-C cancels it, the second aborts it."""
-    try:
-        return wait(future), False
-    except KeyboardInterrupt:
-        logger.warning(
-            "interrupted: cancelling the active C-MOVEs (press Ctrl-C again to abort at once)"
-        )
-        lt.call(s.cancel, Stop.INTERRUPT)
-    try:
-        return wait(future), True
-    except KeyboardInterrupt:
-        lt.call(s.abort)
+    """Run a move on the loop and wait; the first Ctrl-C cancels it, the second aborts it.
+
+    Every step is inside the loop that catches KeyboardInterrupt, so a Ctrl-C that lands
+    while the previous one is being handled is counted too: the move is never left
+    running without its caller. Returns the result and whether Ctrl-C was pressed.
+    """
+    future: concurrent.futures.Future[MoveResult] | None = None
+    interrupts = 0
+    acted = 0  # interrupts acted upon: 1 cancelled, 2 aborted
     while True:
         try:
-            return wait(future), True
+            if future is None:
+                future = lt.submit(coro)
+            if interrupts >= 1 and acted < 1:
+                lt.call(s.cancel, Stop.INTERRUPT)
+                acted = 1  # before the log line: a Ctrl-C while logging must not cancel twice
+                logger.warning(
+                    "interrupted: cancelling the active C-MOVEs (press Ctrl-C again to abort "
+                    "at once)"
+                )
+            if interrupts >= 2 and acted < 2:
+                lt.call(s.abort)
+                acted = 2
+            return wait(future), interrupts > 0
         except KeyboardInterrupt:
-            continue  # the associations are being aborted: it ends at once
+            if future is None:
+                coro.close()
+                raise  # nothing was started
+            interrupts += 1

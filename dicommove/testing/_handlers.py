@@ -277,7 +277,22 @@ class QueryRetrieveHandlers(RequestLog):
         while time.monotonic() < deadline and not self._stopping.is_set():
             if not faults.ignore_cancel and event.is_cancelled:
                 return True
-            if not event.assoc.is_established:
+            if not event.assoc.is_established or _transport_gone(event.assoc):
                 return False
             self._stopping.wait(0.02)
         return False
+
+
+def _transport_gone(assoc: Any) -> bool:
+    """Whether the peer aborted or closed an association whose handler is still running.
+
+    pynetdicom runs the handler in the association's thread, which only marks the
+    association ended after the handler returns; its DUL thread knows at once (state 1,
+    "idle", or no socket).
+    """
+    dul = getattr(assoc, "dul", None)
+    machine = getattr(dul, "state_machine", None)
+    if getattr(machine, "current_state", "Sta6") == "Sta1":
+        return True
+    sock = getattr(dul, "socket", None)
+    return sock is not None and getattr(sock, "socket", True) is None
