@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import _status as st
 from . import _ul
@@ -72,17 +72,16 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- asyncio ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else ""
         if self.scp._server is None:
-            transport.abort()
+            self.transport.abort()
             return
         self.scp._connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.end == len(self.buf):  # only a partial header can be left over
+        if self.start and len(self.buf) - self.end < 1 << 16:  # a partial header, near the end
             left = self.end - self.start
             self.buf[:left] = self.buf[self.start : self.end]
             self.start, self.end = 0, left

@@ -50,6 +50,8 @@ JOURNAL_DIR = ".dicommove"
 JOURNAL_NAME = "journal.jsonl"
 #: Buffered bytes that trigger a write.
 _FLUSH_AT = 1 << 16
+#: A run's instance records kept in memory at most (a few MB): beyond, read back.
+KEPT = 10_000
 
 
 def request_key(query: Query) -> str:
@@ -99,6 +101,8 @@ class Journal:
         self._buffered = 0
         self._unwritten: list[str] = []  # lines a write error kept from the file
         self._quoted: dict[str, str] = {}  # JSON of strings that repeat (keys, study UIDs...)
+        # this run's records in memory, while there are few (None: read them from the file)
+        self._kept: list[tuple[str | None, Arrival]] | None = []
 
     # -- writing -----------------------------------------------------------------
     def open(self) -> None:
@@ -151,8 +155,15 @@ class Journal:
             logger.warning("cannot append to the journal %s: %s", self.path, exc)
             self._unwritten.extend(lines)
 
-    def instance(self, key: str | None, rec: Received) -> None:
-        """Record one C-STORE outcome (after its file got its final name, if it did)."""
+    def instance(self, key: str | None, rec: Received, arrival: Arrival | None = None) -> None:
+        """Record one C-STORE outcome (after its file got its final name, if it did).
+
+        ``arrival``, the same outcome as the manifest reads it, is also kept in memory
+        while this run has recorded fewer than :data:`KEPT` (rows are then built without
+        reading the file back); past that, nothing per instance stays in memory.
+        """
+        if arrival is not None:
+            self._keep(key, arrival)
         path = rec.path
         if path.startswith(self._root_prefix):
             path = path[len(self._root_prefix) :]
@@ -169,8 +180,17 @@ class Journal:
 
     def copy(self, key: str, record: dict[str, Any]) -> None:
         """Copy an earlier run's instance record into this run (``resume=True``)."""
-        copied = {"event": "instance", **record, "key": key}
-        self._append(_dumps({**copied, "status": "received", "reason": EARLIER_RUN}))
+        copied = {**record, "event": "instance", "key": key}
+        copied.update(status="received", reason=EARLIER_RUN)
+        self._append(_dumps(copied))
+        self._keep(key, self._arrival(copied))
+
+    def _keep(self, key: str | None, arrival: Arrival) -> None:
+        kept = self._kept
+        if kept is not None:
+            kept.append((key, arrival))
+            if len(kept) > KEPT:
+                self._kept = None  # too many: read them back from the file when needed
 
     def request(self, key: str, *, complete: bool, instances: int) -> None:
         """Record how a request ended (after its files were made durable)."""
@@ -194,6 +214,9 @@ class Journal:
     def arrivals(self) -> Iterator[tuple[str | None, Arrival]]:
         """Yield this run's instance records as (request key, :class:`Arrival`)."""
         self.flush()
+        if self._kept is not None:
+            yield from list(self._kept)
+            return
         for raw in self._lines(self._start):
             rec = _parse(raw)
             if rec is not None and rec.get("event") == "instance":

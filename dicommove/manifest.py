@@ -231,10 +231,14 @@ def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     return "" if value is None or _missing(value) else str(value)
 
 
 def _integer(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
     return "" if value is None or _missing(value) else str(int(value))
 
 

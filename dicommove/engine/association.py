@@ -17,6 +17,7 @@ import socket
 import struct
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 from .. import _sop, _ul
 
@@ -82,6 +83,7 @@ class Association(asyncio.Protocol):
         self._dataset = bytearray()
         self._decoded: dict[int, bytes] | None = None
         self._closed: str = ""
+        self._resting: asyncio.TimerHandle | None = None
 
     # -- set-up ------------------------------------------------------------------
     @classmethod
@@ -157,8 +159,7 @@ class Association(asyncio.Protocol):
     # -- asyncio -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport; no Nagle delay on our small requests."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -305,8 +306,35 @@ class Association(asyncio.Protocol):
             self._messages.appendleft(item)  # every later receive() says so too
         raise item
 
+    @property
+    def has_messages(self) -> bool:
+        """Whether a message is waiting to be received."""
+        return bool(self._messages)
+
+    def rest(self, seconds: float) -> None:
+        """Read nothing for ``seconds``: let messages gather, then read them in one go.
+
+        A PACS sends a pending C-MOVE response per instance; while many instances are to
+        come, reading those in bursts saves a system call and a wake-up per instance on
+        the path that answers the C-STOREs. Nothing is lost: the kernel keeps them.
+        """
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._resting is not None:
+            return
+        transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        self._resting = loop.call_later(seconds, self._wake_up)
+
+    def _wake_up(self) -> None:
+        self._resting = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def interrupt(self) -> None:
         """Wake a pending :meth:`receive` with :class:`Interrupted`."""
+        if self._resting is not None:
+            self._resting.cancel()
+            self._wake_up()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             self._messages.appendleft(Interrupted())

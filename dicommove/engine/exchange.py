@@ -32,6 +32,9 @@ _COMPLETED, _FAILED, _WARNING, _REMAINING = 0x1021, 0x1022, 0x1023, 0x1020
 _FAILED_LIST = 0x00080058
 #: Seconds between two progress updates of one part (pending responses come per instance).
 _SHOW_EVERY = 0.1
+#: While at least _REST_FROM sub-operations remain, pending responses are read every _REST s.
+_REST_FROM = 100
+_REST = 0.01
 
 
 def due(run: Run, part: Part, now: float) -> bool:
@@ -103,6 +106,8 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
             part.last_activity = run.loop.time()
             if _response(run, part, rsp, syntax, label, allow_split=allow_split):
                 break
+            if (part.remaining or 0) >= _REST_FROM and not assoc.has_messages:
+                assoc.rest(_REST)  # many instances to come: read their responses in bursts
     except Aborted as exc:
         part.aborted = f"the association was aborted or the PACS stopped answering ({exc})"
         pool.drop(worker)

@@ -370,12 +370,13 @@ class Run:
                 rec.status = "unrequested"
                 rec.reason = "arrived during the move but matches no request"
             self.unrequested += 1
-        else:
+        arrival = _arrival(rec)
+        if part is not None:
             key = part.request.key
             part.last_activity = self.loop.time()
-            part.request.tally.add(_arrival(rec))
+            part.request.tally.add(arrival)
         if self.journal is not None:
-            self.journal.instance(key, rec)
+            self.journal.instance(key, rec, arrival)
         if rec.status in ("received", "unrequested"):
             self.stats.instance(rec.size)
         elif rec.status in ("failed", "refused", "conflict"):
