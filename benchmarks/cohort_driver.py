@@ -6,7 +6,7 @@
 What a user with a cohort file does: ``df = pandas.read_csv(CSV, dtype=str)`` (one column,
 StudyInstanceUID), then ``dicommove.move(pacs, df, out=DIR, port=N, ae_title=AE,
 progress=False, errors="ignore", **options)``: one C-MOVE per row. ``--option`` passes a
-Session option (``workers=4``, ``batch=10``, ``fsync=False``; values are Python literals).
+move() option (``workers=4``, ``batch=10``, ``split=False``; values are Python literals).
 ``--manifest`` writes the manifest with ``dicommove.manifest.write_csv``; ``--report`` writes
 timings (start, import, move, manifest), the status counts, and the error of a move that
 raised (e.g. a TypeError for an option this dicommove does not know yet).

@@ -8,7 +8,7 @@
 
 It checks the requirement "peak RSS <= 150 MB while receiving a 1 GB instance, and flat over
 50,000 instances". Every receiver run is ``benchmarks/dicommove_driver.py`` (one
-``dicommove.move()`` at the library defaults) in a fresh Python process under GNU
+``dicommove move`` command line at its defaults) in a fresh Python process under GNU
 ``/usr/bin/time -v``, whose "Maximum resident set size" is the peak; meanwhile VmRSS and VmHWM
 of that process are sampled from ``/proc/PID/status`` every ``--interval`` seconds.
 
@@ -24,7 +24,7 @@ of that process are sampled from ``/proc/PID/status`` every ``--interval`` secon
   from the files' ctimes (the rename that gives a file its final name sets it), so nothing
   walks the output directory while the driver runs. RSS at 10, 25, 50, 75 % and at the end
   of receiving, the slope in bytes per instance between 10 % and the end, and, apart from
-  these, the RSS after the last instance (the driver builds the pandas manifest then) and the
+  these, the RSS after the last instance (the driver builds the manifest rows and CSV then) and the
   whole-process peak. Check: ``benchkit.verify_received`` (every instance once, total dataset
   bytes, 20 whole datasets compared).
 
@@ -108,10 +108,10 @@ METADATA_DIRS = (".dicommove",)
 #: The large run lasts a few seconds: it is sampled at least this often (s).
 LARGE_INTERVAL = 0.05
 #: Import baselines (peak RSS of a bare interpreter importing them). ``import dicommove`` is
-#: lazy; the driver also loads the engine and Store SCP (pydicom) and, for the manifest, pandas.
+#: lazy; the driver (the command line) also loads the engine and the store SCP, no pandas.
 IMPORTS = {
     "import_only": "import dicommove",
-    "import_all": "import dicommove.engine, pandas",
+    "import_all": "import dicommove.cli, dicommove._api",
 }
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 MIB = 1 << 20

@@ -125,6 +125,8 @@ def read_header(
             return None
         whole = complete and inflater.eof
         return read_header(inflated, "1.2.840.10008.1.2.1", complete=whole)
+    if transfer_syntax == _EXPLICIT_LE:
+        return _read_explicit_le(data, complete)
     reader = _Reader(data, transfer_syntax)
     found = dict.fromkeys(HEADER_TAGS, "")
     pos = 0
@@ -142,6 +144,46 @@ def read_header(
                 found[tag] = bytes(data[value : value + length]).decode("latin-1")
                 found[tag] = found[tag].rstrip("\x00 ").lstrip(" ")
             pos = value + length
+    except (_Short, struct.error):
+        return None
+    return found if complete else None
+
+
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_ELEMENT = struct.Struct("<HH2sH").unpack_from
+_LENGTH = struct.Struct("<I").unpack_from
+
+
+def _read_explicit_le(data: bytes | bytearray, complete: bool) -> dict[int, str] | None:
+    """:func:`read_header` for Explicit VR Little Endian, the common case, in one tight loop."""
+    found = dict.fromkeys(HEADER_TAGS, "")
+    pos, end = 0, len(data)
+    long_vrs = _LONG_VRS
+    try:
+        while pos < end:
+            if pos + 8 > end:
+                raise _Short
+            group, elem, vr, length = _ELEMENT(data, pos)
+            tag = group << 16 | elem
+            if tag > _LAST:
+                return found
+            if group == 0xFFFE:
+                raise _Short  # an item or delimiter at the top level: not parseable here
+            if vr in long_vrs:
+                if pos + 12 > end:
+                    raise _Short
+                (length,) = _LENGTH(data, pos + 8)
+                value = pos + 12
+            else:
+                value = pos + 8
+            if length == _UNDEFINED:
+                pos = _Reader(data, _EXPLICIT_LE).skip_sequence(value, 1)
+                continue
+            pos = value + length
+            if pos > end:
+                raise _Short
+            if tag in found:
+                found[tag] = bytes(data[value:pos]).decode("latin-1").rstrip("\x00 ").lstrip(" ")
     except (_Short, struct.error):
         return None
     return found if complete else None

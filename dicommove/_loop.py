@@ -1,7 +1,7 @@
 """The event loop behind the synchronous API: one per process, in a daemon thread of its own.
 
 :class:`~dicommove.Session`, :func:`~dicommove.move` and the synchronous
-:class:`~dicommove.store_scp.StoreSCP` run their coroutines here, so that they work
+:class:`~dicommove.scp.StoreSCP` run their coroutines here, so that they work
 the same in a script and inside Jupyter, whose own loop is already running in the
 caller's thread. The asynchronous API (:class:`~dicommove.AsyncSession`) runs on the
 caller's loop instead and never touches this one.

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .query import Query
     from .store import Received
 
-__all__ = ["JOURNAL_DIR", "JOURNAL_NAME", "Journal", "JournalEntry", "request_key"]
+__all__ = ["JOURNAL_DIR", "JOURNAL_NAME", "Journal", "JournalEntry", "file_ok", "request_key"]
 
 logger = logging.getLogger("dicommove")
 
@@ -72,10 +72,11 @@ class JournalEntry:
 
     def on_disk(self, root: Path) -> bool:
         """Whether every recorded instance file exists under ``root`` with its size."""
-        return all(_file_ok(root, rec) for rec in self.instances.values())
+        return all(file_ok(root, rec) for rec in self.instances.values())
 
 
-def _file_ok(root: Path, rec: dict[str, Any]) -> bool:
+def file_ok(root: Path, rec: dict[str, Any]) -> bool:
+    """Whether the file of an instance record is under ``root`` with its recorded size."""
     try:
         return bool((root / rec["path"]).stat().st_size == rec["size"])
     except (OSError, KeyError, TypeError):
@@ -167,11 +168,12 @@ class Journal:
         path = rec.path
         if path.startswith(self._root_prefix):
             path = path[len(self._root_prefix) :]
+        quoted_path = _json_string(path)
         q = self._q
         reason = f',"reason":{json.dumps(rec.reason)}' if rec.reason else ""
         self._append(
             f'{{"event":"instance","key":{"null" if key is None else q(key)},'
-            f'"sop":{q(rec.sop_instance_uid)},"path":{json.dumps(path)},"size":{rec.size},'
+            f'"sop":{q(rec.sop_instance_uid)},"path":{quoted_path},"size":{rec.size},'
             f'"status":"{rec.status}","sop_class":{q(rec.sop_class_uid)},'
             f'"ts":{q(rec.transfer_syntax_uid)},"study":{q(rec.study_instance_uid)},'
             f'"series":{q(rec.series_instance_uid)},"patient":{q(rec.patient_id)},'
@@ -261,6 +263,13 @@ class Journal:
             elif event == "request":
                 entries.setdefault(key, JournalEntry()).complete = bool(rec.get("complete"))
         return entries
+
+
+def _json_string(text: str) -> str:
+    """JSON of a string; a path built from validated UIDs needs no escaping (the fast way)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
 
 
 def _dumps(record: dict[str, Any]) -> str:

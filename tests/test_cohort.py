@@ -190,7 +190,7 @@ def test_a_silent_pacs_times_out_after_inactivity(
     assert len(received) == 2
     problems = df[df["status"] != "received"]
     assert set(problems["status"]) == {"timeout"}, problems[["status", "reason"]]
-    assert problems["reason"].str.contains("inactivity_timeout").all()
+    assert problems["reason"].str.contains("Timeouts.inactivity").all()
     if ignore_cancel:
         assert problems["reason"].str.contains("did not confirm the C-CANCEL").all()
 
@@ -386,6 +386,26 @@ def test_resume_refetches_a_request_whose_file_was_removed(
     ]
     assert (second["status"] == "received").all()
     assert Path(str(victim["path"])).is_file()
+
+
+@pytest.mark.parametrize("cut", [0, 1000], ids=["emptied", "truncated"])
+def test_resume_refetches_a_file_cut_short(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path, cut: int
+) -> None:
+    """A crash before the group commit can leave an empty or short file under its name."""
+    first = run(demo_pacs, studies(demo_cohort), tmp_path, store_port)
+    victim = first.iloc[0]
+    path = Path(str(victim["path"]))
+    whole = path.read_bytes()
+    path.write_bytes(whole[:cut])
+    demo_pacs.reset_counters()
+    second = run(demo_pacs, studies(demo_cohort), tmp_path, store_port, resume=True)
+    assert [str(ds.StudyInstanceUID) for ds in demo_pacs.move_requests] == [
+        victim["StudyInstanceUID"]
+    ]
+    assert (second["status"] == "received").all(), second[["status", "reason"]]
+    assert path.read_bytes() == whole
+    assert not (tmp_path / ".dicommove-conflicts").exists()
 
 
 def test_journal_lines_are_json_and_name_each_instance(

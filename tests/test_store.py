@@ -146,3 +146,35 @@ def test_unwritable_output_is_a_typed_error(tmp_path: Path) -> None:
 )
 def test_is_valid_uid(uid: str, ok: bool) -> None:
     assert is_valid_uid(uid) is ok
+
+
+def test_an_earlier_runs_file_cut_short_is_replaced_not_a_conflict(tmp_path: Path) -> None:
+    """A crash before the group commit can leave a final name on an empty or short file."""
+    first = InstanceStore(tmp_path / "out")
+    first.prepare()
+    first.begin()
+    data = encode()
+    rec = put(first, data)
+    whole = Path(rec.path).read_bytes()  # type: ignore[attr-defined]
+    for cut in (0, len(whole) // 2):
+        Path(rec.path).write_bytes(whole[:cut])  # type: ignore[attr-defined]
+        again = InstanceStore(tmp_path / "out")  # a later run
+        again.prepare()
+        again.begin()
+        rec2 = put(again, data)
+        assert rec2.status == "received"  # type: ignore[attr-defined]
+        assert Path(rec2.path).read_bytes() == whole  # type: ignore[attr-defined]
+        assert not (tmp_path / "out" / ".dicommove-conflicts").exists()
+
+
+def test_an_earlier_runs_different_file_is_still_a_conflict(tmp_path: Path) -> None:
+    first = InstanceStore(tmp_path / "out")
+    first.prepare()
+    first.begin()
+    rec = put(first, encode(extra=b"first"))
+    later = InstanceStore(tmp_path / "out")
+    later.prepare()
+    later.begin()
+    rec2 = put(later, encode(extra=b"second, longer"))
+    assert rec2.status == "conflict"  # type: ignore[attr-defined]
+    assert Path(rec.path).read_bytes().endswith(encode(extra=b"first"))  # type: ignore[attr-defined]

@@ -64,12 +64,11 @@ def _why_cancel(run: Run, part: Part, now: float) -> bool:
     if part.overflow:
         return True
     if now - part.last_activity > t.inactivity:
-        part.timed_out = (
-            f"no response and no instance from the PACS for {t.inactivity:g} s (inactivity_timeout)"
-        )
+        silent = f"no response and no instance from the PACS for {t.inactivity:g} s"
+        part.timed_out = f"{silent} (Timeouts.inactivity)"
         return True
     if t.request is not None and now - part.started_at > t.request:
-        part.timed_out = f"the request took longer than request_timeout={t.request:g} s"
+        part.timed_out = f"the C-MOVE took longer than Timeouts.request={t.request:g} s"
         return True
     return False
 

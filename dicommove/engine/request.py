@@ -129,9 +129,14 @@ class RequestState:
     finished: bool = False
     announced: bool = False  # shown in the progress display
     tally: Tally = field(init=False)
+    keys: tuple[tuple[str, frozenset[str]], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tally = Tally(self.planned.request.query)
+        from .router import keys_of
+
+        #: The unique keys an instance of this request must match (for routing).
+        self.keys = keys_of(self.planned.request.query)
         if not self.parts and not self.resumed:
             self.parts.append(Part(self, self.planned.request.query))
 

@@ -15,7 +15,7 @@ from ..query import Query
 from ..store import Received
 from .request import Part
 
-__all__ = ["Router", "matches"]
+__all__ = ["Router", "keys_of", "matches"]
 
 _CHECKS = (
     ("PatientID", "patient_id"),
@@ -33,13 +33,23 @@ def _values(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def matches(query: Query, rec: Received) -> bool:
-    """Whether a received instance falls under a query's unique keys."""
+def keys_of(query: Query) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Return the (Received attribute, allowed values) pairs a query's unique keys impose."""
+    found = []
     for keyword, attr in _CHECKS:
         wanted = _values(query.get(keyword))
-        if wanted and getattr(rec, attr) not in wanted:
-            return False
-    return True
+        if wanted:
+            found.append((attr, frozenset(wanted)))
+    return tuple(found)
+
+
+def matches(query: Query, rec: Received) -> bool:
+    """Whether a received instance falls under a query's unique keys."""
+    return _fits(keys_of(query), rec)
+
+
+def _fits(keys: tuple[tuple[str, frozenset[str]], ...], rec: Received) -> bool:
+    return all(getattr(rec, attr) in wanted for attr, wanted in keys)
 
 
 class Router:
@@ -74,9 +84,9 @@ class Router:
         ):
             part = self.active.get(rec.originator_message_id)
         if part is None:
-            candidates = [p for p in self.active.values() if matches(p.request.query, rec)]
+            candidates = [p for p in self.active.values() if _fits(p.request.keys, rec)]
             part = candidates[0] if len(candidates) == 1 else None
-        if part is not None and rec.study_instance_uid and not matches(part.request.query, rec):
+        if part is not None and rec.study_instance_uid and not _fits(part.request.keys, rec):
             part = None
         return part
 

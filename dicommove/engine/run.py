@@ -15,14 +15,16 @@ made durable by a group commit before the journal records it complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DicomMoveError, DiskFullError
-from ..journal import Journal, request_key
+from ..journal import Journal, file_ok, request_key
 from ..progress import MoveStats, Reporter
 from ..query import Planned
 from ..rows import (
@@ -175,6 +177,8 @@ class Run:
                 if self.store is not None:
                     self.scp = self.session.new_scp(self.store, self)
                     await self.scp.astart()
+                    if self.session.port == 0:  # keep the port chosen: the PACS knows it now
+                        self.session.port = self.scp.port
                 self.reporter.start()
                 self._ends_at = None if self.deadline is None else self.loop.time() + self.deadline
                 self._ticker = self.loop.call_later(_TICK, self._tick)
@@ -212,8 +216,10 @@ class Run:
                 continue
             complete = entry.complete and entry.on_disk(journal.root)
             for record in entry.instances.values():
-                if complete or (journal.root / record["path"]).is_file():
+                if complete or file_ok(journal.root, record):
                     journal.copy(state.key, record)
+                else:
+                    _remove_damaged(journal.root, record)
             if complete:
                 state.resumed, state.finished, state.parts = True, True, []
                 self.stats.request_finished(id(state), ok=True)
@@ -477,6 +483,21 @@ class Run:
             problems=problems,
             deadline=self.deadline,
         )
+
+
+def _remove_damaged(root: Path, record: dict[str, Any]) -> None:
+    """Remove a file the journal recorded with another size: it is asked for again.
+
+    A crash before the request's group commit can leave a file whose data never reached the
+    disk (empty or short); left there, the copy fetched again would be a "conflict".
+    """
+    path = root / str(record.get("path", ""))
+    with contextlib.suppress(OSError):
+        if path.is_file():
+            logger.warning(
+                "%s is damaged (not the size the journal recorded): fetching it again", path
+            )
+            path.unlink()
 
 
 def _failed(code: int | None) -> bool:

@@ -229,16 +229,13 @@ class Scheduler:
         query, level = part.query, part.query.level
         uids = query.retrieve_uids()
         if len(uids) > 1 and level in ("PATIENT", "STUDY"):
-            idle = max(len(self.live) - self.running - len(self.queue), 0)
-            k = len(uids) if run.split is True else min(len(uids), idle + 1)
-            if k < 2:
-                return False
-            chunks = [uids[i::k] for i in range(k)]
+            # one C-MOVE per study: the workers share them out as they go
+            chunks = [[uid] for uid in uids]
             tag = _UNIQUE_TAGS[level]
             self._replace(
                 part, [part.child(query.set(tag, c if len(c) > 1 else c[0])) for c in chunks]
             )
-            logger.info("%s: shared out in %d C-MOVEs over the workers", query, k)
+            logger.info("%s: shared out in %d C-MOVEs over the workers", query, len(uids))
             return True
         sizes: list[int | None] = []
         series = await run.finder.series_of(worker, query, sizes)

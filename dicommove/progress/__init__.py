@@ -1,7 +1,7 @@
 """Progress of a move: thread-safe counters, and reporters that draw them from their own thread.
 
-The engine counts into a :class:`MoveStats` from its worker and store threads: a lock and a
-few integer updates, never a UI call. A :class:`Reporter` made by :func:`make_reporter` polls
+The engine counts into a :class:`MoveStats` from its event loop: a few integer updates,
+never a UI call. A :class:`Reporter` made by :func:`make_reporter` polls
 :meth:`MoveStats.snapshot` from a thread of its own (every 0.2 s by default) and draws it: a
 tqdm bar on stderr, an ipywidgets panel in Jupyter, or a callable of yours. Nothing a
 reporter does can block the receiving of an instance.

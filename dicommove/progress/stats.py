@@ -1,7 +1,7 @@
 """Counters of a move: :class:`MoveStats`, and the :class:`ProgressSnapshot` it hands out.
 
-The engine's worker and store threads update a :class:`MoveStats` (a lock and a few
-integer updates per call, never a UI call); a reporter thread (see
+The engine's event loop updates a :class:`MoveStats` (a few integer updates per call, under
+a lock where several fields change together; never a UI call); a reporter thread (see
 :mod:`dicommove.progress.base`) reads it with :meth:`MoveStats.snapshot` and draws the
 frozen :class:`ProgressSnapshot` it gets. Standard library only.
 """
@@ -126,13 +126,16 @@ class MoveStats:
             self._total = total
 
     def instance(self, nbytes: int, *, ok: bool = True) -> None:
-        """Count one instance that arrived: stored (``ok``) or failed, with its size."""
-        with self._lock:
-            self._nbytes += nbytes
-            if ok:
-                self._instances += 1
-            else:
-                self._failed += 1
+        """Count one instance that arrived: stored (``ok``) or failed, with its size.
+
+        Called for every instance from the one thread that receives them, so it takes no
+        lock (a reader may see the count a moment before the bytes).
+        """
+        self._nbytes += nbytes
+        if ok:
+            self._instances += 1
+        else:
+            self._failed += 1
 
     def missing(self, n: int) -> None:
         """Count ``n`` instances that a finished request announced but never sent."""

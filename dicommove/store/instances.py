@@ -50,6 +50,20 @@ def _meta_parts(sop_class: str, transfer_syntax: str) -> tuple[bytes, bytes, byt
     return full[:140], full[144 : at - 2], full[at + 64 :], group_length - 64
 
 
+def _truncated_copy(short: str, whole: str) -> bool:
+    """Whether file ``short`` holds a strict prefix of file ``whole`` (empty included)."""
+    size = os.path.getsize(short)
+    if size >= os.path.getsize(whole):
+        return False
+    with open(short, "rb") as a, open(whole, "rb") as b:
+        while True:
+            chunk = a.read(1 << 16)
+            if not chunk:
+                return True
+            if b.read(len(chunk)) != chunk:
+                return False
+
+
 class InstanceStore:
     """Validates, names and atomically writes received instances.
 
@@ -81,6 +95,7 @@ class InstanceStore:
         self.temp_prefix = os.path.join(self.root, TEMP_DIR_NAME, f"{os.getpid()}-")
         self.layout = layout
         self.template = compile_layout(layout)
+        self._root_prefix = os.path.join(self.root, "")
         self._fields = [name for name in FIELDS if "{" + name + "}" in self.template]
         self.durability: Durability = durability
         self._lock = threading.Lock()
@@ -187,10 +202,12 @@ class InstanceStore:
         for name in self._fields:
             if not is_valid_uid(values[name]):
                 raise ValueError(f"unsafe {name} {values[name]!r} for a file name")
-        relative = os.path.normpath(self.template.format(**values))
-        if os.path.isabs(relative) or relative.split(os.sep)[0] in ("..", "."):
+        # Validated UIDs hold digits and single dots, never a separator, "." or "..", and
+        # the template's own parts were checked by compile_layout: nothing to normalise.
+        relative = self.template.format(**values)
+        if relative.startswith("/") or (os.sep != "/" and os.path.isabs(relative)):
             raise ValueError(f"path {relative} leaves the output directory")
-        return os.path.join(self.root, relative)
+        return self._root_prefix + relative
 
     def begin_instance(
         self,
@@ -276,6 +293,16 @@ class InstanceStore:
             rec.path = existing
             if not earlier_run:
                 rec.status, rec.reason = "duplicate", "received again with identical bytes"
+            return
+        if earlier_run and _truncated_copy(existing, tmp):
+            # an earlier run's file cut short by a crash before its data reached the disk
+            logger.warning(
+                "%s was cut short (a crash?): replaced by the copy received now", existing
+            )
+            os.replace(tmp, existing)
+            rec.path = existing
+            rec.received_at = time.time()
+            self.generation += 1
             return
         self.conflict_dir.mkdir(exist_ok=True)
         keep = self.conflict_dir / f"{rec.sop_instance_uid}.{uuid.uuid4().hex[:8]}.dcm"
