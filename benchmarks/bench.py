@@ -54,6 +54,7 @@ from benchkit import (
     machine,
     parse_options,
     parse_variant,
+    precompile,
     proc_cpu_seconds,
     proc_peak_rss_kib,
     reexec_in_netns,
@@ -855,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.netns:
         reexec_in_netns()
     check_setup()
+    precompile()
     t_begin = time.time()
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     if reps < 1:

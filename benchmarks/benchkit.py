@@ -620,3 +620,16 @@ class Receiver:
             "port": self.port,
             "options": {k: repr(v) for k, v in self.options.items()},
         }
+
+
+def precompile() -> None:
+    """Compile dicommove's modules to bytecode, as ``pip install .`` does.
+
+    An editable install (``pip install -e .``) writes its ``__pycache__`` on first import,
+    unless PYTHONDONTWRITEBYTECODE is set (it is on some machines): every timed run would
+    then compile the package from source, which is not what a user's install pays.
+    """
+    import dicommove
+
+    package = Path(dicommove.__file__).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)

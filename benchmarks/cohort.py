@@ -65,6 +65,7 @@ from benchkit import (
     machine,
     parse_options,
     parse_variant,
+    precompile,
     proc_cpu_seconds,
     proc_peak_rss_kib,
     reexec_in_netns,
@@ -825,6 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.netns:
         reexec_in_netns()
     check_setup()
+    precompile()
     t_begin = time.time()
     host = machine()  # now, for the load average at the start
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchkit import Expected, read_meta, verify_received
+from benchkit import Expected, precompile, read_meta, verify_received
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian
@@ -1158,6 +1158,7 @@ def git_state() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
     args = build_parser().parse_args(argv)
+    precompile()
     do_large = args.large or args.many is None
     do_many = args.many is not None or not args.large
     if not args.many:
