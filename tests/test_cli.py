@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -933,3 +934,40 @@ def test_cancelled_and_deadline_exit_codes_keep_the_manifest(
     assert f"dicommove: error: {error}" in capsys.readouterr().err
     df = read_csv(tmp_path / cli.MANIFEST_NAME)
     assert df["status"].tolist() == ["received", "cancelled"]
+
+
+def test_a_selector_move_imports_neither_pandas_nor_pydicom(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """A ``-q`` move is the command-line path: it writes its manifest with the csv module."""
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    argv = [
+        "move",
+        str(demo_pacs.node),
+        "-q",
+        "QueryRetrieveLevel=STUDY",
+        "-q",
+        f"StudyInstanceUID={study}",
+        "-o",
+        str(tmp_path / "out"),
+        "-p",
+        str(store_port),
+        "--no-progress",
+    ]
+    script = (
+        "import json, sys\n"
+        "from dicommove import cli\n"
+        f"code = cli.main({argv!r})\n"
+        "heavy = [m for m in ('pandas', 'pydicom', 'pynetdicom') if m in sys.modules]\n"
+        "print(json.dumps([code, heavy]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    code, heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == cli.EXIT_OK, done.stderr
+    assert heavy == []
+    df = read_csv(tmp_path / "out" / cli.MANIFEST_NAME)
+    expected = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
+    assert sorted(df["SOPInstanceUID"]) == sorted(expected["SOPInstanceUID"])
+    assert (df["status"] == "received").all()
