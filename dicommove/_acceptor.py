@@ -354,7 +354,7 @@ class Connection(asyncio.BufferedProtocol):
             task = self.loop.run_in_executor(None, lambda: incoming.persist(fsync=True))
             task.add_done_callback(lambda done: self._persisted(done, incoming))
         else:
-            self._respond(incoming.persist())
+            self._respond(incoming.persist(keep_open=True), incoming)
 
     def _persisted(self, future: asyncio.Future[Received], incoming: Incoming) -> None:
         self.blocked = False
@@ -371,7 +371,7 @@ class Connection(asyncio.BufferedProtocol):
         self.transport.resume_reading()
         self._process()
 
-    def _respond(self, rec: Received) -> None:
+    def _respond(self, rec: Received, incoming: Incoming | None = None) -> None:
         """Answer the C-STORE, then record it (the sender waits only for the answer).
 
         The status is final before the answer: the file has its final name, or nothing
@@ -383,4 +383,6 @@ class Connection(asyncio.BufferedProtocol):
         )
         if self.transport is not None and not self.closing:
             self.transport.write(_ul.encode_command_pdata(cx_id, response))
+        if incoming is not None:
+            incoming.release()  # its file was renamed before the answer; now close it
         self._report(rec)

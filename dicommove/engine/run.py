@@ -70,6 +70,12 @@ class MoveResult:
     problems: dict[str, int] = field(default_factory=dict)  # status -> rows
 
 
+#: Files, or bytes, named since the last sync that start one in the background, so that the
+#: sync a request (or the move) waits for has little left to write.
+_NUDGE_FILES = 2000
+_NUDGE_BYTES = 128 << 20
+
+
 class _Committer:
     """Group commit: every caller of :meth:`commit` waits for one sync that starts after it."""
 
@@ -77,6 +83,20 @@ class _Committer:
         self.store = store
         self._running: asyncio.Future[None] | None = None
         self._next: asyncio.Future[None] | None = None
+        self._started = (0, 0)  # (files, bytes) named when the last sync started
+
+    def nudge(self) -> None:
+        """Start a sync in the background when much was written since the last one."""
+        store = self.store
+        if store is None or store.durability != "request" or self._running is not None:
+            return
+        files, nbytes = self._started
+        if store.generation - files < _NUDGE_FILES and store.bytes_named - nbytes < _NUDGE_BYTES:
+            return
+        loop = asyncio.get_running_loop()
+        if self._next is None:
+            self._next = loop.create_future()
+        self._start(loop)
 
     async def commit(self) -> None:
         store = self.store
@@ -96,6 +116,7 @@ class _Committer:
         assert self.store is not None
         batch, self._next = self._next, None
         self._running = batch
+        self._started = (self.store.generation, self.store.bytes_named)
         task = loop.run_in_executor(None, self.store.sync)
 
         def done(fut: asyncio.Future[None]) -> None:
@@ -383,6 +404,7 @@ class Run:
             part.request.tally.add(arrival)
         if self.journal is not None:
             self.journal.instance(key, rec, arrival)
+        self._committer.nudge()
         if rec.status in ("received", "unrequested"):
             self.stats.instance(rec.size)
         elif rec.status in ("failed", "refused", "conflict"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import itertools
 import logging
 import os
 import struct
@@ -103,11 +104,12 @@ class InstanceStore:
         self._begun_ns = time.time_ns()
         #: Files named so far (:meth:`sync` says up to which one it made durable).
         self.generation = 0
+        self.bytes_named = 0
         self.synced = 0
         self._strings: dict[str, str] = {}  # one copy of each Study/Series/class UID
         self._dirs: set[str] = set()  # directories known to exist
         self._meta: dict[tuple[str, str], tuple[bytes, bytes, bytes, int]] = {}
-        self._counter = 0
+        self._counter = itertools.count(1)
 
     @property
     def temp_dir(self) -> Path:
@@ -167,8 +169,7 @@ class InstanceStore:
 
     def temp_name(self) -> str:
         """Return a new temp file name: ``<root>/.dicommove-tmp/<pid>-<n>-<x>.part``."""
-        self._counter += 1
-        return f"{self.temp_prefix}{self._counter}-{id(self) & 0xFFFF:x}.part"
+        return f"{self.temp_prefix}{next(self._counter)}-{id(self) & 0xFFFF:x}.part"
 
     def file_meta(self, sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
         """Return the preamble and File Meta Information of an instance (cached per class)."""
@@ -285,6 +286,7 @@ class InstanceStore:
         rec.path = final
         rec.received_at = time.time()
         self.generation += 1
+        self.bytes_named += rec.size
 
     def _same_again(self, rec: Received, tmp: str, existing: str, *, earlier_run: bool) -> None:
         """Keep one file of an identical second copy; quarantine a different one."""
