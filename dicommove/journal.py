@@ -102,6 +102,7 @@ class Journal:
         self._buffered = 0
         self._unwritten: list[str] = []  # lines a write error kept from the file
         self._quoted: dict[str, str] = {}  # JSON of strings that repeat (keys, study UIDs...)
+        self._parts: dict[tuple[str | None, ...], tuple[str, str]] = {}  # per series
         # this run's records in memory, while there are few (None: read them from the file)
         self._kept: list[tuple[str | None, Arrival]] | None = []
 
@@ -168,16 +169,32 @@ class Journal:
         path = rec.path
         if path.startswith(self._root_prefix):
             path = path[len(self._root_prefix) :]
-        quoted_path = _json_string(path)
-        q = self._q
+        # what the instances of one series (and request) share, formatted once
+        shared = (
+            key,
+            rec.sop_class_uid,
+            rec.transfer_syntax_uid,
+            rec.study_instance_uid,
+            rec.series_instance_uid,
+            rec.patient_id,
+        )
+        parts = self._parts.get(shared)
+        if parts is None:
+            q = self._q
+            head = f'{{"event":"instance","key":{"null" if key is None else q(key)},"sop":'
+            tail = (
+                f'"sop_class":{q(rec.sop_class_uid)},"ts":{q(rec.transfer_syntax_uid)},'
+                f'"study":{q(rec.study_instance_uid)},"series":{q(rec.series_instance_uid)},'
+                f'"patient":{q(rec.patient_id)},"at":'
+            )
+            parts = (head, tail)
+            if len(self._parts) < 10_000:
+                self._parts[shared] = parts
         reason = f',"reason":{json.dumps(rec.reason)}' if rec.reason else ""
         self._append(
-            f'{{"event":"instance","key":{"null" if key is None else q(key)},'
-            f'"sop":{q(rec.sop_instance_uid)},"path":{quoted_path},"size":{rec.size},'
-            f'"status":"{rec.status}","sop_class":{q(rec.sop_class_uid)},'
-            f'"ts":{q(rec.transfer_syntax_uid)},"study":{q(rec.study_instance_uid)},'
-            f'"series":{q(rec.series_instance_uid)},"patient":{q(rec.patient_id)},'
-            f'"at":{rec.received_at!r}{reason}}}'
+            f"{parts[0]}{_json_string(rec.sop_instance_uid)},"
+            f'"path":{_json_string(path)},"size":{rec.size},"status":"{rec.status}",'
+            f"{parts[1]}{rec.received_at!r}{reason}}}"
         )
 
     def copy(self, key: str, record: dict[str, Any]) -> None:
