@@ -378,11 +378,11 @@ class Connection(asyncio.BufferedProtocol):
         was written. Recording (routing, journal, progress) cannot change it.
         """
         message_id, cx_id = self.message
-        response = _ul.encode_response(
-            _ul.C_STORE_RSP, message_id, rec.dimse_status, rec.sop_class_uid, rec.sop_instance_uid
+        response = _ul.encode_store_response(
+            cx_id, message_id, rec.dimse_status, rec.sop_class_uid, rec.sop_instance_uid
         )
         if self.transport is not None and not self.closing:
-            self.transport.write(_ul.encode_command_pdata(cx_id, response))
+            self.transport.write(response)
         if incoming is not None:
             incoming.release()  # its file was renamed before the answer; now close it
         self._report(rec)

@@ -21,6 +21,7 @@ __all__ = [
     "encode_associate_rj",
     "encode_command_pdata",
     "encode_response",
+    "encode_store_response",
 ]
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -237,6 +238,36 @@ def encode_response(
     if sop_instance:
         body += _element(0x1000, _ui(sop_instance))
     return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+_US4 = struct.Struct("<HHIHHHIH").pack  # two US elements of a command set
+
+
+def encode_store_response(
+    context_id: int, message_id: int, status: int, sop_class: str, sop_instance: str
+) -> bytes:
+    """Encode the P-DATA-TF of a C-STORE-RSP in one go (it is sent once per instance).
+
+    The same bytes as :func:`encode_command_pdata` of :func:`encode_response`.
+    """
+    cls = _ui(sop_class)
+    sop = _ui(sop_instance)
+    # elements after the group length: (0000,0002) UI, then 4 US, then (0000,1000) UI
+    body_length = 8 + len(cls) + 4 * 10 + 8 + len(sop)
+    us = _US4(0, 0x0100, 2, C_STORE_RSP, 0, 0x0120, 2, message_id)
+    us += _US4(0, 0x0800, 2, NO_DATASET, 0, 0x0900, 2, status)
+    command = b"".join(
+        (
+            struct.pack("<HHII", 0, 0x0000, 4, body_length),
+            struct.pack("<HHI", 0, 0x0002, len(cls)),
+            cls,
+            us,
+            struct.pack("<HHI", 0, 0x1000, len(sop)),
+            sop,
+        )
+    )
+    length = len(command) + 2
+    return struct.pack(">BBIIBB", PDU_P_DATA, 0, length + 4, length, context_id, 0x03) + command
 
 
 def encode_command_pdata(context_id: int, command: bytes) -> bytes:

@@ -164,3 +164,13 @@ def test_pdata_fragments_respect_the_peer_maximum(size: int, max_pdu: int, pdus:
     assert all(max_pdu == 0 or len(p) - 6 <= max_pdu for p in out)
     assert b"".join(p[12:] for p in out) == data[:size]
     assert [p[11] & 0x02 for p in out] == [0] * (pdus - 1) + [0x02]
+
+
+@pytest.mark.parametrize("sop", ["1.2.3.4", "1.2.3.45", "2.25." + "9" * 59])
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xC000])
+def test_store_response_in_one_go_equals_the_general_encoder(sop: str, status: int) -> None:
+    cls = "1.2.840.10008.5.1.4.1.1.2"
+    general = _ul.encode_command_pdata(
+        7, _ul.encode_response(_ul.C_STORE_RSP, 513, status, cls, sop)
+    )
+    assert _ul.encode_store_response(7, 513, status, cls, sop) == general

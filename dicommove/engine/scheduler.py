@@ -9,10 +9,11 @@ workers); parts handed back after the last worker ended run in another round wit
 as many workers as had an association.
 
 Splitting (``split="auto"``, the default): a STUDY or PATIENT part that a worker
-takes while other workers would idle is cut up so that they can help, the series of
-one study found with one C-FIND, several studies of one C-MOVE shared out without
-one. A part whose PACS announces more sub-operations than a response can count
-(65,535) is always moved series by series.
+takes while other workers would idle is cut up so that they can help: several studies
+of one C-MOVE into one C-MOVE per study (not rows grouped with ``batch``), one study of
+at least :data:`SPLIT_AT` instances into its series (one C-FIND). A part whose PACS
+announces more sub-operations than a response can count (65,535) is always moved
+series by series.
 """
 
 from __future__ import annotations
@@ -228,7 +229,9 @@ class Scheduler:
         run = self.run
         query, level = part.query, part.query.level
         uids = query.retrieve_uids()
-        if len(uids) > 1 and level in ("PATIENT", "STUDY"):
+        # rows grouped on purpose (batch=N) are sent as grouped, unless split=True
+        batched = len(set(part.request.planned.sources.values())) > 1 and run.split is not True
+        if len(uids) > 1 and level in ("PATIENT", "STUDY") and not batched:
             # one C-MOVE per study: the workers share them out as they go
             chunks = [[uid] for uid in uids]
             tag = _UNIQUE_TAGS[level]
@@ -237,6 +240,8 @@ class Scheduler:
             )
             logger.info("%s: shared out in %d C-MOVEs over the workers", query, len(uids))
             return True
+        if len(uids) > 1:
+            return False
         sizes: list[int | None] = []
         series = await run.finder.series_of(worker, query, sizes)
         if series is None or len(series) < 2:

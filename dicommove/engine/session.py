@@ -89,7 +89,7 @@ class AsyncSession:
         File layout under ``out``: ``"hierarchical"``, ``"flat"`` or a template of
         UID fields such as ``"{StudyInstanceUID}/{SOPInstanceUID}.dcm"``.
     workers : int
-        Parallel associations to the PACS (default 2, at most 16), all delivering
+        Parallel associations to the PACS (default 4, at most 16), all delivering
         into the one store SCP.
     split : {"auto", True, False}
         Cut a STUDY or PATIENT request into its series (one C-FIND), or a C-MOVE of
