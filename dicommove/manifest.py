@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import datetime
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -268,6 +268,15 @@ _CELLS = {
 }
 
 
+def _column(values: list[Any], cell: Callable[[Any], str]) -> list[str]:
+    """Write one column's cells; the common types skip the call to ``cell``."""
+    if cell is _text:
+        return [v if type(v) is str else "" if v is None else _text(v) for v in values]
+    if cell is _integer:
+        return [str(v) if type(v) is int else "" if v is None else _integer(v) for v in values]
+    return [cell(v) for v in values]
+
+
 def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Write manifest rows as CSV, as :func:`write_csv` would (no pandas); atomically.
 
@@ -276,18 +285,19 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) 
     pathlib.Path
         The path written.
     """
+    table = rows if isinstance(rows, list) else list(rows)
+    for row in table:
+        if not row.keys() <= _CELLS.keys():
+            unknown = sorted(set(row) - set(COLUMNS))
+            raise KeyError(f"unknown manifest columns {unknown}")
+    columns = [_column([row.get(name) for row in table], cell) for name, cell in _CELLS.items()]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     with open(tmp, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(COLUMNS)
-        cells = list(_CELLS.items())
-        for row in rows:
-            if not row.keys() <= _CELLS.keys():
-                unknown = sorted(set(row) - set(COLUMNS))
-                raise KeyError(f"unknown manifest columns {unknown}")
-            writer.writerow([cell(row.get(name)) for name, cell in cells])
+        writer.writerows(zip(*columns, strict=True))
     os.replace(tmp, target)
     return target
 

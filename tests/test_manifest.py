@@ -110,6 +110,9 @@ def test_write_rows_writes_what_pandas_writes(tmp_path: Path) -> None:
     assert (tmp_path / "rows.csv").read_bytes() == (tmp_path / "frame.csv").read_bytes()
     back = manifest.read_csv(tmp_path / "rows.csv")
     assert list(back["status"]) == ["received", "missing", "unrequested", "failed"]
+    manifest.write_rows(iter([]), tmp_path / "none.csv")  # any iterable; no rows: the header
+    manifest.write_csv(manifest.build([]), tmp_path / "none-frame.csv")
+    assert (tmp_path / "none.csv").read_bytes() == (tmp_path / "none-frame.csv").read_bytes()
 
 
 def test_write_rows_refuses_an_unknown_column(tmp_path: Path) -> None:
