@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for key, value in options.items():
         cli_argv += [f"--{key.replace('_', '-')}", str(value)]
-    code = cli.main(cli_argv)
+    code = cli.run(cli_argv)  # as the dicommove script: main(), then a quick exit
     t_end = time.time()
     counts, problems, ok = csv_status_counts(args.out.parent / "manifest.csv")
     report = {

@@ -713,6 +713,20 @@ def test_python_dash_m(tmp_path: Path) -> None:
     assert done.stdout.startswith("dicommove ")
 
 
+def test_run_is_main_then_a_frozen_heap(capsys: pytest.CaptureFixture[str]) -> None:
+    """The script's entry returns main's code and freezes the heap (no final collection)."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    try:
+        # nothing listens on port 1 of loopback: connection refused, as main says
+        assert cli.run(["echo", "PACS@127.0.0.1:1"]) == cli.EXIT_NETWORK
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert "dicommove: error:" in capsys.readouterr().err
+
+
 def test_layout_template_and_bad_template(
     demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
 ) -> None:
