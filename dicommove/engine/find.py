@@ -41,6 +41,15 @@ def _values(text: str) -> list[str]:
     return [v.strip() for v in text.split("\\") if v.strip()] if text else []
 
 
+def _count(text: str | None) -> int | None:
+    """Read an IS value as a count; ``None`` when absent or not a count."""
+    try:
+        n = int(text or "")
+    except ValueError:
+        return None
+    return n if n >= 0 else None
+
+
 class Finder:
     """C-FIND on a pool's associations."""
 
@@ -115,16 +124,18 @@ class Finder:
             ]
             if model == "patient":
                 base.append((tg.PATIENT_ID, pid))
-            found = await self.find(
-                worker,
-                Query((*base, (tg.SERIES_INSTANCE_UID, "")), model),
-            )
+            wanted: list[tuple[int, Value]] = [*base, (tg.SERIES_INSTANCE_UID, "")]
+            if sizes is not None:
+                wanted.append((tg.NUMBER_OF_SERIES_RELATED_INSTANCES, ""))
+            found = await self.find(worker, Query(tuple(wanted), model))
             if found is None:
                 return None
             for ds in found:
                 series = ds.get(tg.SERIES_INSTANCE_UID, "")
                 if series:
                     parts.append(Query((*base, (tg.SERIES_INSTANCE_UID, series)), model))
+                    if sizes is not None:
+                        sizes.append(_count(ds.get(tg.NUMBER_OF_SERIES_RELATED_INSTANCES)))
         return parts
 
     async def remaining(

@@ -9,7 +9,9 @@ workers); parts handed back after the last worker ended run in another round wit
 as many workers as had an association.
 
 Splitting (``split="auto"``, the default): a STUDY or PATIENT part that a worker
-takes while other workers would idle is cut up so that they can help: several studies
+takes when fewer parts are queued than the other workers (so one of them would idle
+before the move ends: the last studies of a cohort, or a single study) is cut up so
+that they can help: several studies
 of one C-MOVE into one C-MOVE per study (not rows grouped with ``batch``), one study of
 at least :data:`SPLIT_AT` instances into its series (one C-FIND). A part whose PACS
 announces more sub-operations than a response can count (65,535) is always moved
@@ -221,8 +223,8 @@ class Scheduler:
             return False
         if run.split is True:
             return True
-        idle = len(self.live) - self.running
-        return idle > len(self.queue)
+        # fewer parts are left than the other workers: one of them would idle before the end
+        return len(self.queue) < len(self.live) - 1
 
     async def _split(self, part: Part, worker: int) -> bool:
         """Cut a part up: several UIDs into chunks, one study or patient into its series."""
