@@ -4,6 +4,7 @@ manifest says (nothing of the split shows in it)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -27,7 +28,7 @@ def moves(demo_pacs: DemoPACS, before: int) -> list[tuple[str, str]]:
     return out
 
 
-def move(demo_pacs: DemoPACS, query: Query, out: Path, port: int, **kw: object) -> pd.DataFrame:
+def move(demo_pacs: DemoPACS, query: Query, out: Path, port: int, **kw: Any) -> pd.DataFrame:
     return dicommove.move(demo_pacs.node, query, out=out, port=port, progress=False, **kw)
 
 
