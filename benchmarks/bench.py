@@ -52,6 +52,7 @@ from benchkit import (
     fmt_stat,
     loopback_tcp_mbps,
     machine,
+    manifest_status_counts,
     parse_options,
     parse_variant,
     precompile,
@@ -389,14 +390,13 @@ def one_run(
                 ]
                 for key, value in rec.options.items():
                     argv += ["--option", f"{key}={value!r}"]
-                t_fork = time.time()
                 result = run_timed(argv, timeout=timeout, env=env, cwd=run_dir, log=logf)
                 if report.is_file():
                     driver = json.loads(report.read_text())
-                    extra["startup_s"] = driver["start"] - t_fork
+                    extra["startup_s"] = driver["start"] - result.started
                     extra["import_s"] = driver["import_s"]
                     extra["move_s"] = driver["move_s"]
-                    extra["status_counts"] = driver["status_counts"]
+                extra["status_counts"] = manifest_status_counts(out.parent / "manifest.csv")
             elif rec.kind == "dcmtk_movescu":
                 argv = movescu_argv(pacs, rec.ae, ds)
                 argv[1:1] = ["--port", str(rec.port), "-od", str(out)]

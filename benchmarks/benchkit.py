@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import csv
 import os
 import platform
 import shutil
@@ -304,12 +305,34 @@ class ProcessResult:
     cpu_seconds: float
     timed_out: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0  # time.time() just before the fork
 
 
 #: GNU time: it reports its child's own rusage. Our wait4() could not: a child forked from
 #: this (large) Python process is charged our resident set at its exec (Linux keeps the
 #: pre-exec high-water mark in the process's maxrss).
 TIME_BINARY = Path("/usr/bin/time")
+
+
+def manifest_status_counts(path: Path) -> dict[str, int]:
+    """Count the statuses of a dicommove manifest CSV (empty when there is none)."""
+    counts: dict[str, int] = {}
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as stream:
+            for row in csv.DictReader(stream):
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
+
+
+def settle() -> None:
+    """Flush what earlier runs left in the page cache (``sync``), before a clock starts.
+
+    Most receivers leave their files dirty in memory (``storescp`` never syncs); the kernel
+    writes them back later, during whichever run comes next, and a receiver that makes its
+    own files durable (dicommove's group commit: one ``syncfs``) would wait for theirs too.
+    Every timed run starts from a clean page cache instead.
+    """
+    os.sync()
 
 
 def run_timed(
@@ -322,7 +345,8 @@ def run_timed(
 ) -> ProcessResult:
     """Run ``argv`` in its own process group; return wall time, peak RSS and CPU time.
 
-    Wall time runs from just before the fork to the moment the exit is seen. Peak RSS
+    :func:`settle` runs first, untimed. Wall time runs from just before the fork to the
+    moment the exit is seen. Peak RSS
     (``%M``) and user + system CPU come from ``/usr/bin/time``, which runs ``argv`` as its
     child (that adds one small fork and exec, ~1 ms, to every tool alike). After ``timeout``
     seconds the process group gets SIGKILL; only our own, still unreaped child's group is
@@ -338,6 +362,8 @@ def run_timed(
     lock = threading.Lock()
     exited = False
     timed_out = False
+    settle()
+    started = time.time()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         wrapped,
@@ -391,6 +417,7 @@ def run_timed(
         peak_rss_kib=rss,
         cpu_seconds=cpu,
         timed_out=timed_out,
+        started=started,
     )
 
 

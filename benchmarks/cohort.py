@@ -564,11 +564,10 @@ def one_run(
                 ]
                 for key, value in rec.options.items():
                     argv += ["--option", f"{key}={value!r}"]
-                t_fork = time.time()
                 result = run_timed(argv, timeout=timeout, env=env, cwd=run_dir, log=logf)
                 if report.is_file():
                     driver = json.loads(report.read_text())
-                    extra["startup_s"] = driver["start"] - t_fork
+                    extra["startup_s"] = driver["start"] - result.started
                     for key in ("import_s", "move_s", "manifest_s", "status_counts", "error"):
                         if key in driver:
                             extra[key] = driver[key]

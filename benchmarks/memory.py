@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchkit import Expected, precompile, read_meta, verify_received
+from benchkit import Expected, manifest_status_counts, precompile, read_meta, verify_received
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian
@@ -679,6 +679,7 @@ def run_driver(
     )
     if report.is_file():
         result.report = json.loads(report.read_text())
+    result.report["status_counts"] = manifest_status_counts(out.parent / "manifest.csv")
     log(
         f"run: exit {result.returncode}, {result.seconds:.1f} s, "
         f"peak RSS {result.peak_rss_kib / 1024:.1f} MiB"
