@@ -9,13 +9,12 @@ workers); parts handed back after the last worker ended run in another round wit
 as many workers as had an association.
 
 Splitting (``split="auto"``, the default): a STUDY or PATIENT part that a worker
-takes when fewer parts are queued than the other workers (so one of them would idle
-before the move ends: the last studies of a cohort, or a single study) is cut up so
-that they can help: several studies
-of one C-MOVE into one C-MOVE per study (not rows grouped with ``batch``), one study of
-at least :data:`SPLIT_AT` instances into its series (one C-FIND). A part whose PACS
-announces more sub-operations than a response can count (65,535) is always moved
-series by series.
+takes when fewer parts are queued than there are other workers (so one of them would
+idle before the move ends: a single study, or the last studies of a cohort) is cut up
+so that they can help: several studies of one C-MOVE into one C-MOVE per study (not
+rows grouped with ``batch``), one study of at least :data:`SPLIT_AT` instances into its
+series (one C-FIND, which also asks for their sizes). A part whose PACS announces more
+sub-operations than a response can count (65,535) is always moved series by series.
 """
 
 from __future__ import annotations
