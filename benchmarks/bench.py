@@ -68,6 +68,7 @@ from benchkit import (
 from dicommove.testing.peers import (
     APT_INSTALL,
     LOOPBACK,
+    MAX_DCMTK_PDU,
     DcmQrScp,
     Orthanc,
     PeerError,
@@ -332,6 +333,8 @@ def movescu_argv(pacs: Pacs, ae: str, ds: Dataset) -> list[str]:
     return [
         str(binary("movescu")),
         "-S",
+        "-pdu",
+        str(MAX_DCMTK_PDU),  # its largest: as fast as DCMTK goes (its store SCP's too)
         "-aet",
         ae,
         "-aem",

@@ -65,7 +65,7 @@ from ._common import (
     require_peers,
     wait_for,
 )
-from ._dcmtk import DcmQrScp, StoreScp, echo, storescu
+from ._dcmtk import MAX_DCMTK_PDU, DcmQrScp, StoreScp, echo, storescu
 from ._orthanc import Orthanc
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "ENV_REQUIRE_PEERS",
     "LOADER_AE",
     "LOOPBACK",
+    "MAX_DCMTK_PDU",
     "DcmQrScp",
     "Orthanc",
     "PeerError",

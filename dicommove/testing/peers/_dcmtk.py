@@ -24,6 +24,10 @@ from ._common import (
 )
 from ._server import Pacs, Server
 
+#: The largest PDU DCMTK's tools accept to receive (``-pdu``): what we give them, as the
+#: fastest setting (their default, 16,384, is ~20 % slower on large images).
+MAX_DCMTK_PDU = 131072
+
 # --------------------------------------------------------------------------------------------
 # clients: echoscu, storescu
 
@@ -93,7 +97,7 @@ def storescu(
         "-ta",
         "30",
         "-pdu",
-        "131072",
+        str(MAX_DCMTK_PDU),
     ]
     runs: list[list[str]] = []
     if dirs:
@@ -240,7 +244,9 @@ class StoreScp(Server):
     otherwise a free port is picked. It accepts any calling and called AE title. With
     ``ignore=True`` it receives every instance, answers success and writes nothing
     (``storescp --ignore``): a do-nothing receiver, the ceiling a PACS sets. It then logs each
-    C-STORE request (``-v``), so that :meth:`stores_logged` can count them.
+    C-STORE request (``-v``), so that :meth:`stores_logged` can count them. ``pdu`` is the
+    largest PDU it receives (``-pdu``; default storescp's maximum, 131,072: its own default,
+    16,384, is ~20 % slower on large images).
     """
 
     name = "storescp"
@@ -253,12 +259,14 @@ class StoreScp(Server):
         ae_title: str = "STORE-SCP",
         port: int | None = None,
         ignore: bool = False,
+        pdu: int = MAX_DCMTK_PDU,
     ):
         super().__init__(workdir)
         self._ae_title = ae_title
         self._fixed_port = port
         self._port = port or 0
         self.ignore = ignore
+        self.pdu = pdu
 
     @property
     def out_dir(self) -> Path:
@@ -282,6 +290,8 @@ class StoreScp(Server):
             *(["--ignore", "-v"] if self.ignore else []),
             "--aetitle",
             self._ae_title,
+            "-pdu",
+            str(self.pdu),
             "-od",
             str(self.out_dir),
             str(self._port),
