@@ -80,7 +80,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
             if choice == "uvloop":
                 logger.warning("DICOMMOVE_LOOP=uvloop, but uvloop is not installed: using asyncio")
         else:
-            return uvloop.new_event_loop()
+            # Typed here: without uvloop installed, mypy sees its module as Any.
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
     return asyncio.new_event_loop()
 
 
