@@ -20,6 +20,7 @@ from .errors import (
     ConnectError,
     DicomMoveError,
     DiskFullError,
+    FindError,
     InputError,
     LocalSetupError,
     MoveCancelled,
@@ -35,7 +36,7 @@ from .errors import (
 from .node import Node
 
 if TYPE_CHECKING:
-    from ._api import amove, echo, move, start
+    from ._api import amove, echo, find, move, start
     from .engine import AsyncSession, MoveJob, Session
     from .manifest import STATUSES
     from .options import RetryPolicy, StoreOptions, Timeouts
@@ -50,6 +51,7 @@ __all__ = [
     "ConnectError",
     "DicomMoveError",
     "DiskFullError",
+    "FindError",
     "InputError",
     "LocalSetupError",
     "MoveCancelled",
@@ -72,6 +74,7 @@ __all__ = [
     "__version__",
     "amove",
     "echo",
+    "find",
     "move",
     "start",
 ]
@@ -80,6 +83,7 @@ __all__ = [
 _LAZY = {
     "amove": "._api",
     "echo": "._api",
+    "find": "._api",
     "move": "._api",
     "start": "._api",
     "Session": ".engine",

@@ -8,6 +8,7 @@ options (``**options``: ``out``, ``ae_title``, ``port``, ``move_destination``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .engine import AsyncSession, MoveJob, Progress, Session
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from .engine import SessionOptions
 
-__all__ = ["amove", "echo", "move", "move_rows", "start"]
+__all__ = ["amove", "echo", "find", "move", "move_rows", "start"]
 
 
 def move(
@@ -203,3 +204,68 @@ def echo(pacs: str | Node, **options: Unpack[SessionOptions]) -> None:
     """
     with Session(pacs, **options) as session:
         session.echo()
+
+
+def find(
+    pacs: str | Node,
+    query: Any,
+    *,
+    level: str | None = None,
+    return_keys: Sequence[str] | None = None,
+    **options: Unpack[SessionOptions],
+) -> pd.DataFrame:
+    """Find patients, studies, series or instances with C-FIND; one row per match.
+
+    What researchers hold (accession numbers, MRNs, date ranges) becomes the unique
+    keys that :func:`move` needs.
+
+    Parameters
+    ----------
+    pacs : str or Node
+        The PACS, as ``AE@host:port``.
+    query : dict, Query, list of dict or DataFrame
+        Matching keys by keyword: single values (``{"AccessionNumber": "A123"}``),
+        wildcards (``{"PatientName": "SMITH*"}``), ranges
+        (``{"StudyDate": "20240101-20241231"}``) or UID lists. A DataFrame (or a
+        list of dicts) is one C-FIND per row, run on ``workers`` associations in
+        parallel; an empty cell is a universal match (that row returns the key
+        without matching on it), and a row with no value at all is refused (it
+        would match everything).
+    level : {"PATIENT", "STUDY", "SERIES", "IMAGE"}, optional
+        The QueryRetrieveLevel; default the query's own QueryRetrieveLevel, else
+        ``"STUDY"``. PATIENT needs ``model="patient"``.
+    return_keys : list of str, optional
+        The attributes to return, by keyword; default the level's usual ones
+        (:data:`dicommove.query.find.DEFAULT_RETURN_KEYS`). The level's unique key
+        and the query's own keys are always returned.
+    **options
+        The session's options (``ae_title``, ``model``, ``workers``, ``timeouts``...;
+        see :class:`~dicommove.AsyncSession`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per match: ``request`` (the input row's index label, or position;
+        0 for a dict), one column per key, typed (dates ``datetime64``, counts
+        ``Int64``, decimals ``Float64``, the rest text, several values joined by a
+        backslash), and ``problems``: the values that did not parse, with the text
+        the PACS sent (their cells are empty), or ``""``.
+
+    Raises
+    ------
+    QueryError
+        For a query that cannot be read; nothing is sent.
+    FindError
+        When the PACS refused a C-FIND, or cut its matches short (status Cancel,
+        0xFE00, as Orthanc does with ``LimitFindResults``); ``.found`` holds the
+        matches received.
+    NetworkError
+        When the PACS cannot be reached or the association breaks.
+
+    Examples
+    --------
+    >>> df = find("ORTHANC@127.0.0.1:4242", {"AccessionNumber": "A123"})  # doctest: +SKIP
+    >>> move("ORTHANC@127.0.0.1:4242", df[["StudyInstanceUID"]])  # doctest: +SKIP
+    """
+    with Session(pacs, **options) as session:
+        return session.find(query, level=level, return_keys=return_keys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ._defaults import DEFAULT_AE_TITLE, DEFAULT_MAX_PDU, DEFAULT_PORT, DEFAULT_WORKERS
 
@@ -67,6 +68,82 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _query_options(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument(
+        "-S",
+        "--study",
+        dest="model",
+        action="store_const",
+        const="study",
+        help="Study Root Query/Retrieve Information Model (default)",
+    )
+    model.add_argument(
+        "-P",
+        "--patient",
+        dest="model",
+        action="store_const",
+        const="patient",
+        help="Patient Root Query/Retrieve Information Model",
+    )
+    parser.add_argument("--query-file", metavar="F", help="a text file of selector=value lines")
+    parser.add_argument(
+        "-q",
+        "--query",
+        dest="queries",
+        action="append",
+        default=[],
+        metavar="SEL=VAL",
+        help="a query element; repeatable",
+    )
+
+
+def _find_parser(sub: Any) -> argparse.ArgumentParser:
+    fd: argparse.ArgumentParser = sub.add_parser(
+        "find",
+        help="C-FIND patients, studies, series or instances; prints CSV",
+        description="Send C-FINDs and print one CSV row per match. A -q with a value is a "
+        "matching key (AccessionNumber=A123, StudyDate=20240101-20241231, PatientName=SMITH*); "
+        "one without (-q PatientSex) asks for that key back, besides the level's usual ones.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fd.add_argument("addr", metavar="ADDR", help="the PACS as AE@host:port (or host:port)")
+    fd.add_argument("file", metavar="QUERY.dcm", nargs="?", help="a DICOM query object file")
+    _query_options(fd)
+    fd.add_argument(
+        "--level",
+        type=str.upper,
+        choices=("PATIENT", "STUDY", "SERIES", "IMAGE"),
+        help="the QueryRetrieveLevel (default: the query's, else STUDY)",
+    )
+    fd.add_argument(
+        "--cohort",
+        metavar="CSV",
+        help="a CSV of matching keys, one C-FIND per row (columns named by keyword; an empty "
+        "cell matches anything)",
+    )
+    fd.add_argument(
+        "--csv", metavar="OUT", help="write the matches to OUT instead of standard output"
+    )
+    fd.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help=f"parallel C-FIND associations for --cohort (default: {DEFAULT_WORKERS})",
+    )
+    fd.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="give up on a C-FIND after S seconds without a response (default: 600)",
+    )
+    _common(fd)
+    return fd
+
+
 def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """Return the ``dicommove`` parser and its subcommand parsers by name."""
     parser = argparse.ArgumentParser(
@@ -89,33 +166,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     mv.add_argument("addr", metavar="ADDR", help="the PACS as AE@host:port (or host:port)")
     mv.add_argument("file", metavar="QUERY.dcm", nargs="?", help="a DICOM query object file")
-    model = mv.add_mutually_exclusive_group()
-    model.add_argument(
-        "-S",
-        "--study",
-        dest="model",
-        action="store_const",
-        const="study",
-        help="Study Root Query/Retrieve Information Model (default)",
-    )
-    model.add_argument(
-        "-P",
-        "--patient",
-        dest="model",
-        action="store_const",
-        const="patient",
-        help="Patient Root Query/Retrieve Information Model",
-    )
-    mv.add_argument("--query-file", metavar="F", help="a text file of selector=value lines")
-    mv.add_argument(
-        "-q",
-        "--query",
-        dest="queries",
-        action="append",
-        default=[],
-        metavar="SEL=VAL",
-        help="a query element; repeatable",
-    )
+    _query_options(mv)
     mv.add_argument(
         "--move-destination",
         metavar="AE",
@@ -262,6 +313,8 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     mv.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _common(mv)
 
+    fd = _find_parser(sub)
+
     ec = sub.add_parser(
         "echo",
         help="C-ECHO the PACS to check connectivity",
@@ -290,7 +343,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     demo.add_argument("--instances", type=int, default=5, help="instances per series")
     demo.add_argument("--no-progress", dest="progress", action="store_false")
     demo.add_argument("-v", "--verbose", action="count", default=0)
-    return parser, {"move": mv, "echo": ec, "demo": demo}
+    return parser, {"move": mv, "find": fd, "echo": ec, "demo": demo}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

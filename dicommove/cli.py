@@ -2,7 +2,8 @@
 
 ``dicommove move ADDR [QUERY.dcm] [-S|-P] [--query-file F] [-q SEL=VAL ...]``
 moves what the query identifies, writes the manifest as CSV and prints a
-one-line summary. ``dicommove echo ADDR`` checks connectivity, and
+one-line summary. ``dicommove find ADDR -q AccessionNumber=A123`` prints the
+C-FIND matches as CSV. ``dicommove echo ADDR`` checks connectivity, and
 ``dicommove demo`` runs a real C-MOVE from the embedded demo PACS. Options and
 positionals may come in any order, as with ``dicom-movescu``
 (``dicommove move ADDR --study QUERY.dcm``).
@@ -216,6 +217,54 @@ def _report(rows: Sequence[Mapping[str, Any]], manifest_path: Path) -> None:
         print(f"  ... and {len(problems) - 20} more (see the manifest)", file=sys.stderr)
 
 
+def _cmd_find(args: argparse.Namespace) -> int:
+    from . import _api
+    from .errors import FindError, InputError
+    from .options import StoreOptions, Timeouts
+    from .query import Model, Query
+
+    model: Model = args.model or "study"
+    what: Any
+    if args.cohort:
+        if args.file or args.query_file or args.queries:
+            raise InputError("give either --cohort CSV or a query (QUERY.dcm, --query-file, -q)")
+        what = _read_cohort(Path(args.cohort))
+    else:
+        if not (args.file or args.query_file or args.queries):
+            raise InputError(
+                "query not specified: give -q SEL=VAL (e.g. -q AccessionNumber=A123), "
+                "QUERY.dcm, --query-file F or --cohort CSV"
+            )
+        what = Query.from_sources(
+            dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
+        )
+    try:
+        df = _api.find(
+            _pacs_address(args),
+            what,
+            level=args.level,
+            ae_title=args.calling_ae_title,
+            model=model,
+            workers=args.workers,
+            timeouts=Timeouts(dimse=args.timeout),
+            store=StoreOptions(max_pdu=_max_pdu(args.max_pdu_length)),
+        )
+    except FindError as exc:
+        if exc.found is not None and len(exc.found):  # what did arrive is not lost
+            _write_found(exc.found, args.csv)
+        raise
+    _write_found(df, args.csv)
+    return EXIT_OK
+
+
+def _write_found(df: pd.DataFrame, path: str | None) -> None:
+    if path is None:
+        df.to_csv(sys.stdout, index=False)
+    else:
+        df.to_csv(path, index=False)
+    print(f"{len(df)} matches" + (f"; written to {path}" if path else ""), file=sys.stderr)
+
+
 def _cmd_echo(args: argparse.Namespace) -> int:
     from ._api import echo
 
@@ -282,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from .errors import DicomMoveError
 
-    commands = {"move": _cmd_move, "echo": _cmd_echo, "demo": _cmd_demo}
+    commands = {"move": _cmd_move, "find": _cmd_find, "echo": _cmd_echo, "demo": _cmd_demo}
     try:
         with _logging_to_stderr(args.verbose):
             return commands[args.command](args)

@@ -13,6 +13,7 @@ went wrong and what to do about it::
     │   ├── ConnectError                   TCP connect refused, unreachable or timed out
     │   ├── AssociationRejected            the PACS rejected the association
     │   └── AssociationAborted             the association was aborted or timed out
+    ├── FindError                          a C-FIND failed or was cut short by the PACS
     └── MoveError                          the PACS answered, but not with everything
         ├── MoveDestinationUnknown         0xA801: our AE is not registered on the PACS
         ├── MoveIncomplete                 some requests failed or arrived incomplete
@@ -44,6 +45,7 @@ __all__ = [
     "ConnectError",
     "DicomMoveError",
     "DiskFullError",
+    "FindError",
     "InputError",
     "LocalSetupError",
     "MoveCancelled",
@@ -166,6 +168,34 @@ class AssociationRejected(NetworkError):
 
 class AssociationAborted(NetworkError):
     """The association was aborted, or a reply did not come in time."""
+
+
+class FindError(DicomMoveError):
+    """A C-FIND failed, or the PACS ended it before it returned every match.
+
+    Attributes
+    ----------
+    status : int or None
+        The final C-FIND status code, if one was received (0xFE00: the PACS cut the
+        matches short, as a PACS that caps its results does).
+    error_comment : str
+        The ErrorComment the PACS sent, if any.
+    found : pandas.DataFrame or None
+        The matches received before the failure, from every query of the call.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_comment: str = "",
+        found: pd.DataFrame | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_comment = error_comment
+        self.found = found
 
 
 class MoveError(DicomMoveError):

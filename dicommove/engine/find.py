@@ -1,4 +1,4 @@
-"""C-FIND where a move needs it: does anything match, which series, what is missing.
+"""C-FIND: the finds users ask for, and those a move needs (matches, series, what is missing).
 
 The engine asks a PACS three things with C-FIND, each on the asking worker's own
 association: whether a request's keys match anything (to tell "not found" from
@@ -6,23 +6,35 @@ association: whether a request's keys match anything (to tell "not found" from
 over the workers, or one too big to count), and which instances of a series exist
 (so that a retry asks only for the ones that have not arrived). A C-FIND that
 fails answers ``None``, and the caller falls back to asking for the whole.
+
+A user's find (:func:`dicommove.find`) runs its C-FINDs with :meth:`Finder.ask_all`,
+one association per worker, and :func:`found` turns the answers into the result
+table, or into a typed error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import _sop, _ul
 from .. import _status as st
 from .. import _tags as tg
 from .._header import read_elements
-from ..errors import DicomMoveError
+from ..errors import AssociationAborted, DicomMoveError, FindError
+from ..node import Node
 from ..query import Query, Value, encode_identifier
+from ..query.find import FindRequest, found_frame
 from .association import Aborted
 from .pool import Pool
 
-__all__ = ["Finder"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Answer", "Finder", "found"]
 
 logger = logging.getLogger("dicommove")
 
@@ -50,45 +62,95 @@ def _count(text: str | None) -> int | None:
     return n if n >= 0 else None
 
 
+@dataclass
+class Answer:
+    """What one C-FIND returned: each match's identifier, and how it ended."""
+
+    matches: list[bytes]
+    syntax: str  # the transfer syntax the identifiers are encoded in
+    status: int | None  # the final status
+    comment: str = ""  # its ErrorComment, if any
+
+
 class Finder:
     """C-FIND on a pool's associations."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
-    async def find(self, worker: int, query: Query) -> list[dict[int, str]] | None:
-        """Run a C-FIND; return the matches (tag -> text), ``None`` if it failed."""
+    async def ask(self, worker: int, query: Query) -> Answer:
+        """Run one C-FIND on ``worker``'s association and return every answer.
+
+        Raises
+        ------
+        ConnectError, AssociationRejected, AssociationAborted
+            When no association could be made, or it broke during the C-FIND.
+        FindError
+            When the PACS did not accept the query's information model.
+        """
         pool = self.pool
-        try:
-            assoc = await pool.get(worker)
-        except DicomMoveError:
-            return None
+        assoc = await pool.get(worker)
         sop_class = _sop.FIND[query.information_model]
         if sop_class not in assoc.contexts:
-            return None
+            raise FindError(
+                f"{pool.pacs} does not offer C-FIND in the {query.information_model} root "
+                "information model: try model='study' or model='patient'"
+            )
         cx_id, syntax = assoc.contexts[sop_class]
         command = _ul.encode_request(
             _ul.C_FIND_RQ, pool.next_message_id(), sop_class=sop_class, has_dataset=True
         )
         identifier = encode_identifier(query, implicit=syntax == _sop.IMPLICIT_VR_LE)
-        matches: list[dict[int, str]] = []
+        matches: list[bytes] = []
         try:
             assoc.send(cx_id, command, identifier)
             while True:
                 rsp = await assoc.receive(timeout=pool.timeouts.dimse)
-                kind = st.kind_of(rsp.status)
-                if kind is st.Kind.PENDING:
-                    found = read_elements(rsp.dataset or b"", syntax, _READ)
-                    matches.append(found or {})
+                code = rsp.status
+                if st.kind_of(code) is st.Kind.PENDING:
+                    matches.append(rsp.dataset or b"")
                     continue
-                if kind is not st.Kind.SUCCESS:
-                    return None
+                comment = rsp.text(tg.ERROR_COMMENT)
                 break
-        except Aborted:
+        except Aborted as exc:
             pool.drop(worker)
+            raise AssociationAborted(f"C-FIND on {pool.pacs} failed: {exc}") from None
+        logger.debug("C-FIND %s: %d matches, status 0x%04X", query, len(matches), code or 0)
+        return Answer(matches, syntax, code, comment)
+
+    async def ask_all(
+        self, keys: Sequence[int], queries: Sequence[Query]
+    ) -> list[Answer | DicomMoveError | None]:
+        """Run C-FINDs in parallel, one association per key, each taking the next query.
+
+        After the first error no further query is sent; those not sent stay ``None``.
+        """
+        results: list[Answer | DicomMoveError | None] = [None] * len(queries)
+        todo = iter(range(len(queries)))
+        failed = False
+
+        async def work(key: int) -> None:
+            nonlocal failed
+            for i in todo:
+                if failed:
+                    return
+                try:
+                    results[i] = await self.ask(key, queries[i])
+                except DicomMoveError as exc:
+                    results[i], failed = exc, True
+
+        await asyncio.gather(*(work(key) for key in keys[: max(len(queries), 1)]))
+        return results
+
+    async def find(self, worker: int, query: Query) -> list[dict[int, str]] | None:
+        """Run a C-FIND; return the matches (tag -> text), ``None`` if it failed."""
+        try:
+            answer = await self.ask(worker, query)
+        except DicomMoveError:
             return None
-        logger.debug("C-FIND %s: %d matches", query, len(matches))
-        return matches
+        if st.kind_of(answer.status) is not st.Kind.SUCCESS:
+            return None
+        return [read_elements(m, answer.syntax, _READ) or {} for m in answer.matches]
 
     async def count(self, worker: int, query: Query) -> int | None:
         """Count C-FIND matches for a query's keys; ``None`` if C-FIND is not possible."""
@@ -212,3 +274,55 @@ class Finder:
             len(parts),
         )
         return parts
+
+
+_HIERARCHICAL_HINT = (
+    "Check the keys: a PACS that searches hierarchically (DCMTK dcmqrscp) wants, below "
+    "the STUDY level, the unique keys of the levels above (StudyInstanceUID for a SERIES "
+    "query) and no other keys of those levels"
+)
+
+
+def found(
+    pacs: Node, requests: Sequence[FindRequest], results: Sequence[Answer | DicomMoveError | None]
+) -> pd.DataFrame:
+    """Return the matches of finished C-FINDs as a DataFrame; raise on the first problem.
+
+    Raises
+    ------
+    FindError
+        When a C-FIND failed, or the PACS cut its matches short (Cancel, 0xFE00); its
+        ``found`` holds every match received, those of the cut query included.
+    NetworkError
+        When a C-FIND could not be sent or its association broke.
+    """
+    answers = [
+        (request, result.matches, result.syntax)
+        for request, result in zip(requests, results, strict=True)
+        if isinstance(result, Answer)
+    ]
+    frame = found_frame(answers)
+    for request, result in zip(requests, results, strict=True):
+        where = f" of row {request.label!r}" if len(requests) > 1 else ""
+        if isinstance(result, DicomMoveError):
+            if isinstance(result, FindError):
+                result.found = frame
+            raise result
+        if result is None or st.kind_of(result.status) is st.Kind.SUCCESS:
+            continue
+        n, code, comment = len(result.matches), result.status, result.comment
+        said = f" ({comment})" if comment else ""
+        if st.kind_of(code) is st.Kind.CANCEL:
+            message = (
+                f"{pacs} ended the C-FIND{where} with Cancel (0xFE00) after {n} matches{said}: "
+                "it caps its results (Orthanc: LimitFindResults, MaximumPatientCount...). "
+                "Narrow the query, e.g. with a shorter StudyDate range; the matches so far "
+                "are in the error's .found"
+            )
+        else:
+            message = (
+                f"{pacs} refused the C-FIND{where}: {st.describe(code)}{said}. "
+                f"{_HIERARCHICAL_HINT}. The query was: {request.query}"
+            )
+        raise FindError(message, status=code, error_comment=comment, found=frame)
+    return frame

@@ -20,12 +20,14 @@ from ..options import Timeouts
 from ..store import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from .association import Aborted, Association, Rejected
 
-__all__ = ["ECHO", "Pool"]
+__all__ = ["ECHO", "FIND", "Pool"]
 
 logger = logging.getLogger("dicommove")
 
 #: The pool key of the association C-ECHO uses.
 ECHO = -1
+#: The pool key of the first association of C-FINDs run beside a move (then FIND - 1, ...).
+FIND = -2
 _SERVICES = [_sop.VERIFICATION, *_sop.MOVE.values(), *_sop.FIND.values()]
 
 #: A-ASSOCIATE-RJ (source, reason) -> meaning (PS3.8 9.3.4).
@@ -201,9 +203,8 @@ class Pool:
         try:
             await self._echo(key)
         finally:
-            if key == ECHO and ECHO in self._assocs:
-                assoc = self._assocs.pop(ECHO)
-                await assoc.release(min(self.timeouts.dimse, 10.0))
+            if key == ECHO:
+                await self.release(ECHO)
 
     async def _echo(self, key: int) -> None:
         assoc = await self.get(key)
@@ -220,6 +221,12 @@ class Pool:
         if code != st.SUCCESS:
             self.drop(key)
             raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {st.describe(code)}")
+
+    async def release(self, *keys: int) -> None:
+        """Release the associations of ``keys`` that exist (each bounded by the timeouts)."""
+        assocs = [self._assocs.pop(key) for key in keys if key in self._assocs]
+        timeout = min(self.timeouts.dimse, 10.0)
+        await asyncio.gather(*(a.release(timeout) for a in assocs), return_exceptions=True)
 
     async def close(self) -> None:
         """Release every association (each bounded by the timeouts)."""

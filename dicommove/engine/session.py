@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
@@ -32,7 +32,8 @@ from ..progress import MoveStats, ProgressMode, ProgressSnapshot, Reporter, make
 from ..query import Model, Planned, plan, to_requests
 from ..rows import Stop
 from ..store import InstanceStore, Layout, compile_layout
-from .pool import Pool
+from .find import Finder, found
+from .pool import FIND, Pool
 from .run import MoveResult, Run
 
 if TYPE_CHECKING:
@@ -257,6 +258,29 @@ class AsyncSession:
         """
         self._check_open()
         await self.pool.echo(idle=not self._busy)
+
+    # -- C-FIND ------------------------------------------------------------------------
+    async def find(
+        self, what: Any, *, level: str | None = None, return_keys: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Run C-FINDs and return their matches, one row each; see :func:`dicommove.find`.
+
+        The C-FINDs run on ``workers`` associations in parallel: the session's own when
+        no move runs, else associations of their own, released afterwards.
+        """
+        self._check_open()
+        from ..query.find import find_requests
+
+        requests = find_requests(what, level=level, model=self.model, return_keys=return_keys)
+        beside_a_move = self._busy
+        width = min(self.workers, len(requests))
+        keys = [FIND - i for i in range(width)] if beside_a_move else list(range(width))
+        try:
+            results = await Finder(self.pool).ask_all(keys, [r.query for r in requests])
+        finally:
+            if beside_a_move:
+                await self.pool.release(*keys)
+        return found(self.pacs, requests, results)
 
     # -- moving ------------------------------------------------------------------------
     def plan(self, what: Any, *, strict: bool = True, batch: int = 1) -> list[Planned]:

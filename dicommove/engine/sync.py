@@ -13,7 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -149,6 +149,12 @@ class Session:
             If no association could be made or the C-ECHO got no success reply.
         """
         self._run(self._async.echo())
+
+    def find(
+        self, what: Any, *, level: str | None = None, return_keys: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Run C-FINDs and return their matches, one row each; see :func:`dicommove.find`."""
+        return self._run(self._async.find(what, level=level, return_keys=return_keys))
 
     # -- moving ----------------------------------------------------------------------------
     def move(

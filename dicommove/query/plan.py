@@ -224,12 +224,14 @@ def _frame_queries(frame: pd.DataFrame, model: Model) -> list[tuple[Hashable, Qu
             raise QueryError(
                 "the DataFrame has a PatientID column but no StudyInstanceUID, "
                 "SeriesInstanceUID or SOPInstanceUID column: PatientID is not a key of "
-                "Study Root; add the UIDs (find them with C-FIND), or use model='patient'"
+                "Study Root; add the UIDs (find them with C-FIND: dicommove.find), or use "
+                "model='patient'"
             )
         shown = ", ".join(repr(c) for c in list(frame.columns)[:12])
         raise QueryError(
             f"the DataFrame has no unique-key column: it needs at least one of {accepted} "
-            f"(its columns are: {shown or 'none'})"
+            f"(its columns are: {shown or 'none'}). For other keys (AccessionNumber, dates...) "
+            "find the UIDs first: dicommove.find(pacs, df) returns them"
         )
     if model == "study" and "PatientID" in columns:
         logger.debug("study model: ignoring the PatientID column (not a Study Root key)")

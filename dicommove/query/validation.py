@@ -137,7 +137,8 @@ def identifier_problems(elements: Sequence[tuple[int, Value]], model: Model) -> 
         found.append(
             f"{shown} is not a unique key: C-MOVE matches on unique keys only "
             "(PS3.4 C.4.2.2.1), so a PACS ignores it or refuses the request; find the "
-            f"UIDs with C-FIND first, or {_NO_STRICT_HINT}"
+            "UIDs with C-FIND first (dicommove.find(pacs, {...}); CLI: dicommove find), "
+            f"or {_NO_STRICT_HINT}"
         )
     return found
 
@@ -149,7 +150,7 @@ def _value_problems(keyword: str, value: Value) -> list[str]:
         if "*" in text or "?" in text:
             found.append(
                 f"{keyword} {text!r} has a wildcard: C-MOVE does no wildcard matching; "
-                "give the exact value (find it with C-FIND first)"
+                "give the exact value (find it with C-FIND first: dicommove.find)"
             )
         elif keyword == "PatientID":
             if len(text) > 64:

@@ -37,6 +37,7 @@ class Orthanc(Pacs):
     run time over REST (no restart). Calling AEs need not be listed (``DicomAlwaysAllow*``).
 
     Orthanc listens on all interfaces (1.10 has no bind option); HTTP answers only localhost.
+    ``config`` is merged over the generated configuration, e.g. ``{"LimitFindResults": 10}``.
     """
 
     name = "orthanc"
@@ -50,8 +51,10 @@ class Orthanc(Pacs):
         ae_title: str | None = None,
         modalities: Mapping[str, tuple[str, int]] = NO_MODALITIES,
         pdu: int = 16384,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(workdir, ae_title=ae_title, modalities=modalities, pdu=pdu)
+        self._extra_config = dict(config or {})
         self._http_port = 0
         self._system_name = ""
         # Talk to 127.0.0.1 directly, whatever http_proxy says.
@@ -124,6 +127,7 @@ class Orthanc(Pacs):
             "DicomThreadsCount": 4,
             "DeidentifyLogs": False,
             "LogExportedResources": False,
+            **self._extra_config,
         }
         self.config_path.write_text(json.dumps(config, indent=2))
 
