@@ -212,6 +212,7 @@ def find(
     *,
     level: str | None = None,
     return_keys: Sequence[str] | None = None,
+    max_results: int | None = None,
     **options: Unpack[SessionOptions],
 ) -> pd.DataFrame:
     """Find patients, studies, series or instances with C-FIND; one row per match.
@@ -238,6 +239,13 @@ def find(
         The attributes to return, by keyword; default the level's usual ones
         (:data:`dicommove.query.find.DEFAULT_RETURN_KEYS`). The level's unique key
         and the query's own keys are always returned.
+    max_results : int, optional
+        The most matches the PACS returns per C-FIND, for a PACS that stops there
+        without saying so: an answer that long is taken as cut short. A STUDY-level
+        query that is cut short (so, or by a PACS that ends it with Cancel, 0xFE00) is
+        asked again in narrower parts, by StudyDate (an absent or open range is closed
+        first, its open ends asked apart) and then by StudyTime, down to one second,
+        until each part returns fewer; the matches are merged and deduplicated.
     **options
         The session's options (``ae_title``, ``model``, ``workers``, ``timeouts``...;
         see :class:`~dicommove.AsyncSession`).
@@ -257,8 +265,9 @@ def find(
         For a query that cannot be read; nothing is sent.
     FindError
         When the PACS refused a C-FIND, or cut its matches short (status Cancel,
-        0xFE00, as Orthanc does with ``LimitFindResults``); ``.found`` holds the
-        matches received.
+        0xFE00, as Orthanc does with ``LimitFindResults``, or ``max_results``) and
+        the query cannot be narrowed any further; ``.found`` holds the matches
+        received.
     NetworkError
         When the PACS cannot be reached or the association breaks.
 
@@ -268,4 +277,4 @@ def find(
     >>> move("ORTHANC@127.0.0.1:4242", df[["StudyInstanceUID"]])  # doctest: +SKIP
     """
     with Session(pacs, **options) as session:
-        return session.find(query, level=level, return_keys=return_keys)
+        return session.find(query, level=level, return_keys=return_keys, max_results=max_results)

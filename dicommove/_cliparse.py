@@ -127,6 +127,14 @@ def _find_parser(sub: Any) -> argparse.ArgumentParser:
         "--csv", metavar="OUT", help="write the matches to OUT instead of standard output"
     )
     fd.add_argument(
+        "--max-results",
+        type=int,
+        metavar="N",
+        help="the most matches the PACS returns per C-FIND: a STUDY-level query answered with "
+        "N (or cut short with Cancel, as Orthanc's LimitFindResults does) is asked again by "
+        "StudyDate, then StudyTime, until each part returns fewer",
+    )
+    fd.add_argument(
         "--workers",
         type=int,
         default=DEFAULT_WORKERS,

@@ -243,6 +243,7 @@ def _cmd_find(args: argparse.Namespace) -> int:
             _pacs_address(args),
             what,
             level=args.level,
+            max_results=args.max_results,
             ae_title=args.calling_ae_title,
             model=model,
             workers=args.workers,

@@ -8,7 +8,9 @@ the answers) and the CLI are tested here too.
 
 from __future__ import annotations
 
+import datetime
 import io
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +22,11 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import write_dataset
 
 import dicommove
-from dicommove import FindError, QueryError
+from dicommove import FindError, InputError, QueryError
 from dicommove.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from dicommove.query import Query
 from dicommove.query.find import DEFAULT_RETURN_KEYS, FindRequest, find_requests, found_frame
+from dicommove.query.window import narrow
 from dicommove.testing import DemoPACS
 
 DEMO_COHORT: dict[str, int] = {}  # make_cohort's defaults: the same cohort as the peers'
@@ -177,27 +180,58 @@ def test_hierarchical_pacs_refusal_is_a_find_error_with_a_hint(dcmqrscp: DcmQrSc
 def capped_orthanc(
     tmp_path_factory: pytest.TempPathFactory, demo_cohort: pd.DataFrame
 ) -> Iterator[Orthanc]:
-    """An Orthanc that returns at most 3 C-FIND matches (LimitFindResults: 3)."""
+    """An Orthanc that returns at most 3 C-FIND matches (LimitFindResults, LimitFindInstances)."""
     ensure_peers_or_skip("Orthanc", "echoscu", "storescu")
     workdir = tmp_path_factory.mktemp("capped-orthanc")
-    with Orthanc(workdir, config={"LimitFindResults": 3}) as pacs:
+    with Orthanc(workdir, config={"LimitFindResults": 3, "LimitFindInstances": 3}) as pacs:
         pacs.load(Path(p) for p in demo_cohort["path"])
         yield pacs
 
 
-def test_a_pacs_that_caps_its_results_is_not_silently_truncated(
-    capped_orthanc: Orthanc, studies: pd.DataFrame
+def test_a_pacs_that_caps_its_results_is_asked_again_by_date(
+    capped_orthanc: Orthanc, studies: pd.DataFrame, caplog: pytest.LogCaptureFixture
 ) -> None:
+    with caplog.at_level(logging.INFO, logger="dicommove"):
+        df = dicommove.find(capped_orthanc.address, {"PatientID": "*"})
+    assert sorted(df["StudyInstanceUID"]) == sorted(studies["StudyInstanceUID"])  # once each
+    assert "cut short by the PACS" in caplog.text
+    in_a_range = dicommove.find(capped_orthanc.address, {"StudyDate": "20000101-20301231"})
+    assert sorted(in_a_range["StudyInstanceUID"]) == sorted(studies["StudyInstanceUID"])
+
+
+def test_a_capped_query_that_cannot_be_narrowed_keeps_what_arrived(
+    capped_orthanc: Orthanc, demo_cohort: pd.DataFrame
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]  # 6 instances; the PACS returns 3
     with pytest.raises(FindError) as caught:
-        dicommove.find(capped_orthanc.address, {"PatientID": "*"})
+        dicommove.find(capped_orthanc.address, {"StudyInstanceUID": study}, level="IMAGE")
     error = caught.value
     assert error.status == 0xFE00
-    assert "caps its results" in str(error) and "StudyDate" in str(error)
+    assert "only a STUDY-level query" in str(error) and ".found" in str(error)
     assert error.found is not None and len(error.found) == 3
-    assert set(error.found["StudyInstanceUID"]) < set(studies["StudyInstanceUID"])
-    # under the cap, the same PACS answers in full
-    one = dicommove.find(capped_orthanc.address, {"PatientID": studies["PatientID"][0]})
-    assert len(one) == 2
+    assert set(error.found["SOPInstanceUID"]) < set(
+        demo_cohort.loc[demo_cohort["StudyInstanceUID"] == study, "SOPInstanceUID"]
+    )
+
+
+def test_max_results_narrows_a_pacs_that_caps_silently(
+    demo_pacs: DemoPACS, studies: pd.DataFrame
+) -> None:
+    before = len(demo_pacs.find_requests)
+    df = dicommove.find(demo_pacs.node, {"PatientName": "*"}, max_results=2)
+    assert sorted(df["StudyInstanceUID"]) == sorted(studies["StudyInstanceUID"])
+    assert len(demo_pacs.find_requests) - before > 3  # asked again, narrower
+    with pytest.raises(InputError, match="max_results=0"):
+        dicommove.find(demo_pacs.node, {"PatientName": "*"}, max_results=0)
+
+
+def test_narrowed_to_one_second_and_still_full_is_a_find_error(
+    demo_pacs: DemoPACS, studies: pd.DataFrame
+) -> None:
+    day = studies["StudyDate"][0].strftime("%Y%m%d")
+    with pytest.raises(FindError, match="cannot be narrowed further") as caught:
+        dicommove.find(demo_pacs.node, {"StudyDate": day}, max_results=1)
+    assert caught.value.found is not None and len(caught.value.found) == 1
 
 
 # -- identifiers (pure) --------------------------------------------------------------------
@@ -357,6 +391,21 @@ def test_cli_find_cohort_to_a_csv_file(
     assert sorted(df["request"].astype(int)) == list(range(len(studies)))
 
 
+def test_cli_find_max_results(
+    demo_pacs: DemoPACS, studies: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["find", str(demo_pacs.node), "-q", "PatientID=*", "--max-results", "2"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    df = pd.read_csv(io.StringIO(out), dtype=str)
+    assert sorted(df["StudyInstanceUID"]) == sorted(studies["StudyInstanceUID"])
+    day = studies["StudyDate"][0].strftime("%Y%m%d")
+    code = main(["find", str(demo_pacs.node), "-q", f"StudyDate={day}", "--max-results", "1"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_FAILED and "cannot be narrowed further" in err
+    assert len(pd.read_csv(io.StringIO(out), dtype=str)) == 1  # what arrived is printed
+
+
 def test_cli_find_exit_codes(
     dcmqrscp: DcmQrScp, demo_pacs: DemoPACS, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -367,3 +416,62 @@ def test_cli_find_exit_codes(
     refused = ["find", dcmqrscp.address, "-q", "AccessionNumber=A*", "--level", "series"]
     assert main(refused) == EXIT_FAILED
     assert "refused the C-FIND" in capsys.readouterr().err
+
+
+# -- narrowing a capped query (pure) -----------------------------------------------------------
+
+TODAY = datetime.date(2026, 12, 1)
+
+
+def windows(query: Query) -> list[tuple[object, object]]:
+    parts = narrow(query, TODAY)
+    assert parts is not None
+    return [(part.get("StudyDate"), part.get("StudyTime")) for part in parts]
+
+
+def test_narrow_closes_an_open_range_and_keeps_its_ends_apart() -> None:
+    q = Query.from_keys({"QueryRetrieveLevel": "STUDY", "PatientID": "P1"})
+    assert windows(q) == [("-18991231", None), ("20261202-", None), ("19000101-20261201", None)]
+    assert windows(q.set("StudyDate", "20240101-")) == [
+        ("20261202-", None),
+        ("20240101-20261201", None),
+    ]
+    assert windows(q.set("StudyDate", "-20240101")) == [
+        ("-18991231", None),
+        ("19000101-20240101", None),
+    ]
+
+
+def test_narrow_halves_a_range_then_a_day_by_time() -> None:
+    q = Query.from_keys({"QueryRetrieveLevel": "STUDY", "StudyDate": "20240101-20240110"})
+    assert windows(q) == [("20240101-20240105", None), ("20240106-20240110", None)]
+    day = q.set("StudyDate", "20240101")
+    assert windows(day) == [("20240101", "000000-115959"), ("20240101", "120000-235959")]
+    assert windows(day.set("StudyTime", "1000-1001")) == [
+        ("20240101", "100000-100059"),
+        ("20240101", "100100-100159"),
+    ]
+    assert narrow(day.set("StudyTime", "100000"), TODAY) is None  # one second
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"QueryRetrieveLevel": "STUDY", "StudyDate": "2024*"},
+        {"QueryRetrieveLevel": "STUDY", "StudyDate": ["20240101", "20240102"]},
+        {"QueryRetrieveLevel": "STUDY", "StudyDate": "20240110-20240101"},
+        {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": "1.2"},
+    ],
+)
+def test_what_narrow_cannot_cut(keys: dict[str, object]) -> None:
+    assert narrow(Query.from_keys(keys), TODAY) is None
+
+
+def test_the_parts_of_a_range_cover_it_exactly() -> None:
+    q = Query.from_keys({"QueryRetrieveLevel": "STUDY", "StudyDate": "20230105-20240317"})
+    first, second = windows(q)
+    assert isinstance(first[0], str) and isinstance(second[0], str)
+    lo1, hi1 = (datetime.datetime.strptime(x, "%Y%m%d").date() for x in first[0].split("-"))
+    lo2, hi2 = (datetime.datetime.strptime(x, "%Y%m%d").date() for x in second[0].split("-"))
+    assert lo1 == datetime.date(2023, 1, 5) and hi2 == datetime.date(2024, 3, 17)
+    assert hi1 + datetime.timedelta(days=1) == lo2

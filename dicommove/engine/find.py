@@ -1,4 +1,4 @@
-"""C-FIND: the finds users ask for, and those a move needs (matches, series, what is missing).
+"""C-FIND on the pool: one query (:meth:`Finder.ask`), many in parallel, and what a move asks.
 
 The engine asks a PACS three things with C-FIND, each on the asking worker's own
 association: whether a request's keys match anything (to tell "not found" from
@@ -7,9 +7,8 @@ over the workers, or one too big to count), and which instances of a series exis
 (so that a retry asks only for the ones that have not arrived). A C-FIND that
 fails answers ``None``, and the caller falls back to asking for the whole.
 
-A user's find (:func:`dicommove.find`) runs its C-FINDs with :meth:`Finder.ask_all`,
-one association per worker, and :func:`found` turns the answers into the result
-table, or into a typed error.
+A user's find (:func:`dicommove.find`, in :mod:`~dicommove.engine.search`) runs its
+C-FINDs with :meth:`Finder.ask_all`, one association per worker.
 """
 
 from __future__ import annotations
@@ -18,23 +17,17 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .. import _sop, _ul
 from .. import _status as st
 from .. import _tags as tg
 from .._header import read_elements
 from ..errors import AssociationAborted, DicomMoveError, FindError
-from ..node import Node
 from ..query import Query, Value, encode_identifier
-from ..query.find import FindRequest, found_frame
 from .association import Aborted
 from .pool import Pool
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = ["Answer", "Finder", "found"]
+__all__ = ["Answer", "Finder"]
 
 logger = logging.getLogger("dicommove")
 
@@ -274,55 +267,3 @@ class Finder:
             len(parts),
         )
         return parts
-
-
-_HIERARCHICAL_HINT = (
-    "Check the keys: a PACS that searches hierarchically (DCMTK dcmqrscp) wants, below "
-    "the STUDY level, the unique keys of the levels above (StudyInstanceUID for a SERIES "
-    "query) and no other keys of those levels"
-)
-
-
-def found(
-    pacs: Node, requests: Sequence[FindRequest], results: Sequence[Answer | DicomMoveError | None]
-) -> pd.DataFrame:
-    """Return the matches of finished C-FINDs as a DataFrame; raise on the first problem.
-
-    Raises
-    ------
-    FindError
-        When a C-FIND failed, or the PACS cut its matches short (Cancel, 0xFE00); its
-        ``found`` holds every match received, those of the cut query included.
-    NetworkError
-        When a C-FIND could not be sent or its association broke.
-    """
-    answers = [
-        (request, result.matches, result.syntax)
-        for request, result in zip(requests, results, strict=True)
-        if isinstance(result, Answer)
-    ]
-    frame = found_frame(answers)
-    for request, result in zip(requests, results, strict=True):
-        where = f" of row {request.label!r}" if len(requests) > 1 else ""
-        if isinstance(result, DicomMoveError):
-            if isinstance(result, FindError):
-                result.found = frame
-            raise result
-        if result is None or st.kind_of(result.status) is st.Kind.SUCCESS:
-            continue
-        n, code, comment = len(result.matches), result.status, result.comment
-        said = f" ({comment})" if comment else ""
-        if st.kind_of(code) is st.Kind.CANCEL:
-            message = (
-                f"{pacs} ended the C-FIND{where} with Cancel (0xFE00) after {n} matches{said}: "
-                "it caps its results (Orthanc: LimitFindResults, MaximumPatientCount...). "
-                "Narrow the query, e.g. with a shorter StudyDate range; the matches so far "
-                "are in the error's .found"
-            )
-        else:
-            message = (
-                f"{pacs} refused the C-FIND{where}: {st.describe(code)}{said}. "
-                f"{_HIERARCHICAL_HINT}. The query was: {request.query}"
-            )
-        raise FindError(message, status=code, error_comment=comment, found=frame)
-    return frame

@@ -32,7 +32,7 @@ from ..progress import MoveStats, ProgressMode, ProgressSnapshot, Reporter, make
 from ..query import Model, Planned, plan, to_requests
 from ..rows import Stop
 from ..store import InstanceStore, Layout, compile_layout
-from .find import Finder, found
+from .find import Finder
 from .pool import FIND, Pool
 from .run import MoveResult, Run
 
@@ -261,7 +261,12 @@ class AsyncSession:
 
     # -- C-FIND ------------------------------------------------------------------------
     async def find(
-        self, what: Any, *, level: str | None = None, return_keys: Sequence[str] | None = None
+        self,
+        what: Any,
+        *,
+        level: str | None = None,
+        return_keys: Sequence[str] | None = None,
+        max_results: int | None = None,
     ) -> pd.DataFrame:
         """Run C-FINDs and return their matches, one row each; see :func:`dicommove.find`.
 
@@ -270,17 +275,18 @@ class AsyncSession:
         """
         self._check_open()
         from ..query.find import find_requests
+        from .search import check_max_results, search
 
+        cap = check_max_results(max_results)
         requests = find_requests(what, level=level, model=self.model, return_keys=return_keys)
         beside_a_move = self._busy
         width = min(self.workers, len(requests))
         keys = [FIND - i for i in range(width)] if beside_a_move else list(range(width))
         try:
-            results = await Finder(self.pool).ask_all(keys, [r.query for r in requests])
+            return await search(Finder(self.pool), keys, requests, pacs=self.pacs, max_results=cap)
         finally:
             if beside_a_move:
                 await self.pool.release(*keys)
-        return found(self.pacs, requests, results)
 
     # -- moving ------------------------------------------------------------------------
     def plan(self, what: Any, *, strict: bool = True, batch: int = 1) -> list[Planned]:

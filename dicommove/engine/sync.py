@@ -151,10 +151,17 @@ class Session:
         self._run(self._async.echo())
 
     def find(
-        self, what: Any, *, level: str | None = None, return_keys: Sequence[str] | None = None
+        self,
+        what: Any,
+        *,
+        level: str | None = None,
+        return_keys: Sequence[str] | None = None,
+        max_results: int | None = None,
     ) -> pd.DataFrame:
         """Run C-FINDs and return their matches, one row each; see :func:`dicommove.find`."""
-        return self._run(self._async.find(what, level=level, return_keys=return_keys))
+        return self._run(
+            self._async.find(what, level=level, return_keys=return_keys, max_results=max_results)
+        )
 
     # -- moving ----------------------------------------------------------------------------
     def move(
