@@ -31,6 +31,7 @@ def move(
     strict: bool = True,
     errors: Literal["raise", "ignore"] = "raise",
     resume: bool = False,
+    resolve: bool = False,
     batch: int = 1,
     deadline: float | None = None,
     **options: Unpack[SessionOptions],
@@ -62,6 +63,13 @@ def move(
     resume : bool
         Skip requests that an earlier run into ``out`` completed (its journal says
         so and the files are there with their sizes); fetch the rest.
+    resolve : bool
+        Find the UIDs of rows that carry other keys than unique ones (an
+        AccessionNumber, a PatientID with a StudyDate range...) with C-FIND first,
+        at STUDY level unless a row's QueryRetrieveLevel says otherwise, and move
+        what they match; every manifest row keeps the ``request`` of the row it came
+        from, and a row that matches nothing is a ``not_found`` row. Rows of unique
+        keys only are moved as they are. See :func:`find`.
     batch : int
         Group up to ``batch`` rows of the same parent into one C-MOVE listing their
         UIDs (default 1: one C-MOVE per row). Identical rows are always moved once.
@@ -90,6 +98,7 @@ def move(
             progress=progress,
             errors=errors,
             resume=resume,
+            resolve=resolve,
             batch=batch,
             deadline=deadline,
         )
@@ -103,6 +112,7 @@ def move_rows(
     strict: bool = True,
     errors: Literal["raise", "ignore"] = "raise",
     resume: bool = False,
+    resolve: bool = False,
     batch: int = 1,
     deadline: float | None = None,
     **options: Unpack[SessionOptions],
@@ -118,6 +128,7 @@ def move_rows(
             progress=progress,
             errors=errors,
             resume=resume,
+            resolve=resolve,
             batch=batch,
             deadline=deadline,
         )
@@ -131,6 +142,7 @@ def start(
     strict: bool = True,
     errors: Literal["raise", "ignore"] = "raise",
     resume: bool = False,
+    resolve: bool = False,
     batch: int = 1,
     deadline: float | None = None,
     **options: Unpack[SessionOptions],
@@ -157,6 +169,7 @@ def start(
             progress=progress,
             errors=errors,
             resume=resume,
+            resolve=resolve,
             batch=batch,
             deadline=deadline,
             close_session=True,
@@ -174,6 +187,7 @@ async def amove(
     strict: bool = True,
     errors: Literal["raise", "ignore"] = "raise",
     resume: bool = False,
+    resolve: bool = False,
     batch: int = 1,
     deadline: float | None = None,
     **options: Unpack[SessionOptions],
@@ -189,6 +203,7 @@ async def amove(
             progress=progress,
             errors=errors,
             resume=resume,
+            resolve=resolve,
             batch=batch,
             deadline=deadline,
         )

@@ -262,7 +262,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         help="a CSV of unique keys, one request per row: columns named by keyword "
         "(PatientID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID; other columns are "
         "ignored); the level is that of the most specific key column, whose cells must all "
-        "be filled",
+        "be filled. With --resolve, other keys too (AccessionNumber...)",
     )
     mv.add_argument(
         "--workers",
@@ -291,6 +291,13 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         default=1,
         metavar="N",
         help="group up to N rows of the same parent into one C-MOVE (default: 1)",
+    )
+    mv.add_argument(
+        "--resolve",
+        action="store_true",
+        help="find the UIDs of a query or --cohort rows that carry other keys (AccessionNumber, "
+        "PatientID with StudyDate...) with C-FIND first, then move what they match; a row "
+        "that matches nothing is a not_found row",
     )
     mv.add_argument(
         "--resume",

@@ -135,7 +135,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
         what = Query.from_sources(
             dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
         )
-        if not any(tag == 0x00080052 for tag, _ in what.elements):
+        if not any(tag == 0x00080052 for tag, _ in what.elements) and not args.resolve:
             # no QueryRetrieveLevel given: infer it from the most specific unique key
             what = Query.from_keys(what.keys, model=model)
     out = Path(args.out_dir)
@@ -166,6 +166,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
             workers=args.workers,
             split=split,
             resume=args.resume,
+            resolve=args.resolve,
             batch=args.batch,
             timeouts=Timeouts(dimse=args.timeout, inactivity=args.timeout),
             retry=RetryPolicy(retries=args.retries),

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,8 +145,10 @@ class Run:
         reporter: Reporter,
         resume: bool,
         deadline: float | None,
+        unresolved: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.session = session
+        self.unresolved = list(unresolved)  # rows that C-FIND matched to nothing (resolve=True)
         self.loop = asyncio.get_running_loop()
         self.pacs = session.pacs
         self.pool = session.pool
@@ -474,6 +477,7 @@ class Run:
                 continue
             rows.extend(request_rows(state.outcome(), arrivals, ctx))
         rows.extend(unrequested_rows(by_key.get(None, [])))
+        rows.extend(dict(row) for row in self.unresolved)
         return rows
 
     def _result(self, failure: DicomMoveError | None) -> MoveResult:

@@ -39,6 +39,7 @@ from .run import MoveResult, Run
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..query.find import FindRequest
     from ..scp import StoreSCP
 
 __all__ = ["AsyncSession", "Progress", "SessionOptions", "conclude"]
@@ -275,15 +276,25 @@ class AsyncSession:
         """
         self._check_open()
         from ..query.find import find_requests
-        from .search import check_max_results, search
+        from .search import check_max_results
 
         cap = check_max_results(max_results)
         requests = find_requests(what, level=level, model=self.model, return_keys=return_keys)
+        return await self.search(requests, max_results=cap)
+
+    async def search(
+        self, requests: Sequence[FindRequest], *, max_results: int | None = None
+    ) -> pd.DataFrame:
+        """Run prepared C-FINDs (:func:`~dicommove.engine.search.search`) on the pool."""
+        from .search import search
+
         beside_a_move = self._busy
         width = min(self.workers, len(requests))
         keys = [FIND - i for i in range(width)] if beside_a_move else list(range(width))
         try:
-            return await search(Finder(self.pool), keys, requests, pacs=self.pacs, max_results=cap)
+            return await search(
+                Finder(self.pool), keys, requests, pacs=self.pacs, max_results=max_results
+            )
         finally:
             if beside_a_move:
                 await self.pool.release(*keys)
@@ -292,6 +303,24 @@ class AsyncSession:
     def plan(self, what: Any, *, strict: bool = True, batch: int = 1) -> list[Planned]:
         """Turn what the user passed into planned requests (validated; nothing sent)."""
         return plan(to_requests(what, model=self.model, strict=strict), batch=batch)
+
+    async def prepare(
+        self, what: Any, *, strict: bool = True, batch: int = 1, resolve: bool = False
+    ) -> tuple[list[Planned], list[dict[str, Any]]]:
+        """Plan a move; with ``resolve``, find the UIDs of rows that need it (C-FIND) first.
+
+        Returns the planned requests and a ``not_found`` manifest row for each input
+        row that C-FIND matched to nothing (see :mod:`~dicommove.engine.resolve`).
+        """
+        if resolve is False:
+            return self.plan(what, strict=strict, batch=batch), []
+        if resolve is not True:
+            raise InputError(f"resolve={resolve!r}: use True or False")
+        from .resolve import resolve as find_uids
+
+        self._check_open()
+        requests, unresolved = await find_uids(self, what, strict=strict)
+        return (plan(requests, batch=batch) if requests else []), unresolved
 
     def check_move(self, *, errors: str, resume: bool, deadline: float | None) -> None:
         """Refuse bad move options before anything runs."""
@@ -317,6 +346,7 @@ class AsyncSession:
         reporter: Reporter,
         resume: bool = False,
         deadline: float | None = None,
+        unresolved: Sequence[dict[str, Any]] = (),
     ) -> MoveResult:
         """Run planned requests; return their rows and how the move ended.
 
@@ -335,6 +365,7 @@ class AsyncSession:
             reporter=reporter,
             resume=resume,
             deadline=deadline if deadline is not None else self.timeouts.deadline,
+            unresolved=unresolved,
         )
         self._run, self._run_done = run, False
         try:
@@ -356,6 +387,7 @@ class AsyncSession:
         progress: Progress = False,
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
+        resolve: bool = False,
         batch: int = 1,
         deadline: float | None = None,
     ) -> pd.DataFrame:
@@ -366,11 +398,18 @@ class AsyncSession:
         :meth:`manifest` then holds what arrived.
         """
         self.check_move(errors=errors, resume=resume, deadline=deadline)
-        planned = self.plan(what, strict=strict, batch=batch)
+        planned, unresolved = await self.prepare(what, strict=strict, batch=batch, resolve=resolve)
         stats = MoveStats(len(planned))
         reporter = make_reporter(progress, stats, desc=f"C-MOVE from {self.pacs.ae_title}")
         task = asyncio.ensure_future(
-            self.run(planned, stats=stats, reporter=reporter, resume=resume, deadline=deadline)
+            self.run(
+                planned,
+                stats=stats,
+                reporter=reporter,
+                resume=resume,
+                deadline=deadline,
+                unresolved=unresolved,
+            )
         )
         try:
             result = await asyncio.shield(task)

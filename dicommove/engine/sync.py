@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from typing_extensions import Unpack
 
+    from ..query import Planned
+
 __all__ = ["Session"]
 
 logger = logging.getLogger("dicommove")
@@ -172,6 +174,7 @@ class Session:
         progress: Progress = "auto",
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
+        resolve: bool = False,
         batch: int = 1,
         deadline: float | None = None,
     ) -> pd.DataFrame:
@@ -202,6 +205,13 @@ class Session:
             its journal (``out/.dicommove/journal.jsonl``) says, once their files are
             checked to exist with their recorded sizes; their rows are taken from the
             journal. Everything else is asked for again (only what is missing).
+        resolve : bool
+            Find the UIDs of rows that carry other keys than unique ones (an
+            AccessionNumber, a PatientID with a StudyDate range...) with C-FIND first,
+            at STUDY level unless a row's QueryRetrieveLevel says otherwise, and move
+            what they match; every manifest row keeps the ``request`` of the row it came
+            from, and a row that matches nothing is a ``not_found`` row. Rows of unique
+            keys only are moved as they are. See :func:`dicommove.find`.
         batch : int
             Group up to ``batch`` input rows of the same parent (studies, series of
             one study, instances of one series) into one C-MOVE listing their UIDs
@@ -236,6 +246,7 @@ class Session:
             progress=progress,
             errors=errors,
             resume=resume,
+            resolve=resolve,
             batch=batch,
             deadline=deadline,
         )
@@ -251,20 +262,28 @@ class Session:
         progress: Progress = "auto",
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
+        resolve: bool = False,
         batch: int = 1,
         deadline: float | None = None,
     ) -> list[dict[str, Any]]:
         """:meth:`move`, returning the manifest as plain rows (no pandas)."""
         s = self._async
         s.check_move(errors=errors, resume=resume, deadline=deadline)
-        planned = s.plan(what, strict=strict, batch=batch)
+        planned, unresolved = self._prepare(what, strict=strict, batch=batch, resolve=resolve)
         stats = MoveStats(len(planned))
         reporter = make_reporter(progress, stats, desc=f"C-MOVE from {s.pacs.ae_title}")
         lt = loop_thread()
         result, interrupted = _run_interruptible(
             lt,
             s,
-            s.run(planned, stats=stats, reporter=reporter, resume=resume, deadline=deadline),
+            s.run(
+                planned,
+                stats=stats,
+                reporter=reporter,
+                resume=resume,
+                deadline=deadline,
+                unresolved=unresolved,
+            ),
         )
         if interrupted or result.stop is Stop.INTERRUPT:
             unfinished = sum(r["status"] in ("cancelled", "timeout") for r in result.rows)
@@ -281,6 +300,14 @@ class Session:
             raise error
         return rows
 
+    def _prepare(
+        self, what: Any, *, strict: bool, batch: int, resolve: bool
+    ) -> tuple[list[Planned], list[dict[str, Any]]]:
+        s = self._async
+        if resolve is False:  # pure: no need for the loop
+            return s.plan(what, strict=strict, batch=batch), []
+        return self._run(s.prepare(what, strict=strict, batch=batch, resolve=resolve))
+
     def start(
         self,
         what: Any,
@@ -289,6 +316,7 @@ class Session:
         progress: Progress = "auto",
         errors: Literal["raise", "ignore"] = "raise",
         resume: bool = False,
+        resolve: bool = False,
         batch: int = 1,
         deadline: float | None = None,
         close_session: bool = False,
@@ -301,7 +329,7 @@ class Session:
         """
         s = self._async
         s.check_move(errors=errors, resume=resume, deadline=deadline)
-        planned = s.plan(what, strict=strict, batch=batch)
+        planned, unresolved = self._prepare(what, strict=strict, batch=batch, resolve=resolve)
         # Made here, in the caller's thread: a notebook panel shows in the caller's cell,
         # and its Cancel button works because the kernel stays free.
         stats = MoveStats(len(planned))
@@ -312,7 +340,12 @@ class Session:
         async def run() -> MoveResult:
             try:
                 return await s.run(
-                    planned, stats=stats, reporter=reporter, resume=resume, deadline=deadline
+                    planned,
+                    stats=stats,
+                    reporter=reporter,
+                    resume=resume,
+                    deadline=deadline,
+                    unresolved=unresolved,
                 )
             finally:
                 if close_session:

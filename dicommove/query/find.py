@@ -44,7 +44,7 @@ from .selectors import parse_selector
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_RETURN_KEYS", "FindRequest", "find_requests", "found_frame"]
+__all__ = ["DEFAULT_RETURN_KEYS", "FindRequest", "find_requests", "found_frame", "inputs"]
 
 logger = logging.getLogger("dicommove")
 
@@ -114,7 +114,8 @@ class FindRequest:
         return f"FindRequest({self.label!r}, {str(self.query)!r})"
 
 
-def _inputs(what: Any) -> list[tuple[Hashable, Mapping[Any, Any] | Query]]:
+def inputs(what: Any) -> list[tuple[Hashable, Mapping[Any, Any] | Query]]:
+    """Return the rows of a find's input as (label, keys or Query) pairs."""
     if isinstance(what, Query):
         return [(0, what)]
     if isinstance(what, Mapping):
@@ -248,7 +249,7 @@ def find_requests(
     requests: list[FindRequest] = []
     single = isinstance(what, (Mapping, Query))
     noun = "item" if isinstance(what, Sequence) else "row"
-    for label, item in _inputs(what):
+    for label, item in inputs(what):
         context = "" if single else f"{noun} {label!r}: "
         if isinstance(item, Query):
             query = item.model(model) if item.information_model != model else item

@@ -231,7 +231,8 @@ def _frame_queries(frame: pd.DataFrame, model: Model) -> list[tuple[Hashable, Qu
         raise QueryError(
             f"the DataFrame has no unique-key column: it needs at least one of {accepted} "
             f"(its columns are: {shown or 'none'}). For other keys (AccessionNumber, dates...) "
-            "find the UIDs first: dicommove.find(pacs, df) returns them"
+            "pass resolve=True (CLI: --resolve) to find the UIDs with C-FIND first, or find "
+            "them yourself with dicommove.find(pacs, df)"
         )
     if model == "study" and "PatientID" in columns:
         logger.debug("study model: ignoring the PatientID column (not a Study Root key)")

@@ -137,8 +137,8 @@ def identifier_problems(elements: Sequence[tuple[int, Value]], model: Model) -> 
         found.append(
             f"{shown} is not a unique key: C-MOVE matches on unique keys only "
             "(PS3.4 C.4.2.2.1), so a PACS ignores it or refuses the request; find the "
-            "UIDs with C-FIND first (dicommove.find(pacs, {...}); CLI: dicommove find), "
-            f"or {_NO_STRICT_HINT}"
+            "UIDs with C-FIND first (move(..., resolve=True), CLI --resolve; or "
+            f"dicommove.find), or {_NO_STRICT_HINT}"
         )
     return found
 
