@@ -86,6 +86,48 @@ def test_a_patient_and_a_date_range_bring_every_study_in_it(
     assert sops_by_request(df) == {0: frozenset().union(*theirs["sops"])}
 
 
+def test_patient_ids_in_study_root_are_found_first(
+    demo_pacs: DemoPACS, store_port: int, studies: pd.DataFrame, tmp_path: Path
+) -> None:
+    patients = pd.DataFrame({"PatientID": sorted(studies["PatientID"].unique())})
+    df = dicommove.move(
+        demo_pacs.node,
+        patients,
+        out=tmp_path / "p",
+        port=store_port,
+        progress=False,
+        resolve=True,
+    )
+    expected = {
+        i: frozenset().union(*studies.loc[studies["PatientID"] == pid, "sops"])
+        for i, pid in enumerate(patients["PatientID"])
+    }
+    assert sops_by_request(df) == expected
+    # beside a UID, a PatientID is ignored in Study Root (no C-FIND)
+    def study_finds() -> int:
+        return sum(ds.QueryRetrieveLevel == "STUDY" for ds in demo_pacs.find_requests)
+
+    before = study_finds()
+    both = studies[["PatientID", "StudyInstanceUID"]].iloc[:1]
+    df = dicommove.move(
+        demo_pacs.node, both, out=tmp_path / "u", port=store_port, progress=False, resolve=True
+    )
+    assert study_finds() == before
+    assert sops_by_request(df) == {0: studies["sops"][0]}
+
+
+def test_patient_root_with_a_date_range_moves_only_those_studies(
+    demo_pacs: DemoPACS, store_port: int, studies: pd.DataFrame, tmp_path: Path
+) -> None:
+    first = studies.iloc[0]
+    day = first["StudyDate"]
+    argv = ["move", str(demo_pacs.node), "-P", "-p", str(store_port), "--no-progress"]
+    argv += ["--resolve", "-q", f"PatientID={first['PatientID']}", "-q", f"StudyDate={day}-{day}"]
+    assert main([*argv, "-o", str(tmp_path)]) == EXIT_OK
+    on_disk = {p.stem for p in tmp_path.rglob("*.dcm")}
+    assert on_disk == set(first["sops"])  # that study, not the whole patient
+
+
 def test_series_level_rows_resolve_to_series(
     demo_pacs: DemoPACS, store_port: int, demo_cohort: pd.DataFrame, tmp_path: Path
 ) -> None:

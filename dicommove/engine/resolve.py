@@ -28,15 +28,23 @@ __all__ = ["resolve"]
 logger = logging.getLogger("dicommove")
 
 _MOVE_KEYS = frozenset({*UNIQUE_KEYS.values(), "QueryRetrieveLevel", "SpecificCharacterSet"})
+_STUDY_ROOT_UIDS = frozenset(UNIQUE_KEYS[level] for level in LEVELS[1:])
 
 
-def _needs_finding(item: Mapping[Any, Any] | Query) -> bool:
-    """Whether an input row has a non-empty key that C-MOVE cannot match on."""
-    if isinstance(item, Query):
-        return any(k not in _MOVE_KEYS and v is not None for k, v in item.keys.items())
+def _needs_finding(item: Mapping[Any, Any] | Query, model: Model) -> bool:
+    """Whether an input row has a non-empty key that C-MOVE cannot match on.
+
+    In Study Root, PatientID is no C-MOVE key: a row with a PatientID and no UID is
+    found first; beside a UID it is ignored, as :func:`~dicommove.query.to_requests`
+    does.
+    """
     from ..query.plan import _is_null
 
-    return any(str(k) not in _MOVE_KEYS and not _is_null(v) for k, v in item.items())
+    pairs = item.keys.items() if isinstance(item, Query) else item.items()
+    given = {str(k) for k, v in pairs if not _is_null(v)}
+    if model == "study" and "PatientID" in given and not given & _STUDY_ROOT_UIDS:
+        return True
+    return bool(given - _MOVE_KEYS)
 
 
 def _move_queries(request: FindRequest, found: pd.DataFrame, model: Model) -> list[Query]:
@@ -77,13 +85,14 @@ async def resolve(
     finds: list[FindRequest] = []
     labels: list[Hashable] = []
     for label, item in inputs(what):
-        if isinstance(item, Query) and item.level is None:
-            item = Query.from_keys(item.keys, model=model)  # the level of its keys
-        if not _needs_finding(item):
+        if not _needs_finding(item, model):
+            if isinstance(item, Query) and item.level is None:
+                item = Query.from_keys(item.keys, model=model)  # the level of its keys
+            ignored = ("PatientID",) if model == "study" else ()  # as for a DataFrame
             keys = (
                 item
                 if isinstance(item, Query)
-                else {k: v for k, v in item.items() if not _is_null(v)}
+                else {k: v for k, v in item.items() if not _is_null(v) and k not in ignored}
             )
             for request in to_requests(keys, model=model, strict=strict):
                 requests.append(Request(label, request.query))
