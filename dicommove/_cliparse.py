@@ -293,6 +293,14 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         help="group up to N rows of the same parent into one C-MOVE (default: 1)",
     )
     mv.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        metavar="KEYWORD",
+        help="add a header element to the manifest as a column (e.g. --tag Modality --tag "
+        "InstanceNumber), read from each instance as it is received; repeatable",
+    )
+    mv.add_argument(
         "--resolve",
         action="store_true",
         help="find the UIDs of a query or --cohort rows that carry other keys (AccessionNumber, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 
 __all__ = [
     "DEFLATED",
@@ -21,6 +22,7 @@ __all__ = [
     "encode_file_meta",
     "read_elements",
     "read_header",
+    "read_tags",
 ]
 
 #: The elements the store reads: SOPClassUID, SOPInstanceUID, PatientID,
@@ -250,3 +252,84 @@ def read_elements(data: bytes, transfer_syntax: str, tags: frozenset[int]) -> di
     except (_Short, struct.error):
         return None
     return found
+
+
+_CHARSET = 0x00080005
+
+
+def read_tags(
+    data: bytes | bytearray, transfer_syntax: str, vrs: Mapping[int, str], *, complete: bool
+) -> dict[int, str] | None:
+    """Return the text of ``tags`` at the top level of the start of a dataset.
+
+    For the header columns of a manifest (``tags=``): the elements are walked until
+    one past the largest tag (sequences skipped). Multiple values are joined by
+    backslashes; text is decoded as UTF-8 when the dataset says ISO_IR 192, else as
+    Latin-1, and binary numbers (US, SS, UL, SL, FL, FD) are written out. A tag that
+    is absent is left out.
+
+    Parameters
+    ----------
+    data : bytes
+        The start of an encoded dataset (no file meta).
+    vrs : mapping
+        The tags to read, each with its dictionary VR.
+    complete : bool
+        Whether ``data`` is the whole dataset.
+
+    Returns
+    -------
+    dict or None
+        ``None`` when ``data`` ends before the largest tag could be passed (and is not
+        the whole dataset), or cannot be parsed here: read the file instead.
+    """
+    if transfer_syntax in DEFLATED:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            inflated = inflater.decompress(bytes(data), _INFLATE_LIMIT)
+        except zlib.error:
+            return None
+        whole = complete and inflater.eof
+        return read_tags(inflated, _EXPLICIT_LE, vrs, complete=whole)
+    reader = _Reader(data, transfer_syntax)
+    tags = vrs.keys()
+    last = max([*tags, _CHARSET])
+    raw: dict[int, bytes] = {}
+    pos = 0
+    try:
+        while pos < len(data):
+            tag, value, length = reader.element(pos)
+            if tag > last:
+                break
+            if length == _UNDEFINED:
+                pos = reader.skip_sequence(value, 1)
+                continue
+            if value + length > len(data):
+                raise _Short
+            if tag in tags or tag == _CHARSET:
+                raw[tag] = bytes(data[value : value + length])
+            pos = value + length
+        else:
+            if not complete:
+                return None
+    except (_Short, struct.error):
+        return None
+    utf8 = b"ISO_IR 192" in raw.get(_CHARSET, b"")
+    return {
+        tag: _tag_text(value, vrs[tag], utf8, reader.endian)
+        for tag, value in raw.items()
+        if tag in tags
+    }
+
+
+_BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+
+
+def _tag_text(raw: bytes, vr: str, utf8: bool, endian: str) -> str:
+    code = _BINARY.get(vr)
+    if code is not None:
+        size = struct.calcsize(code)
+        count = len(raw) // size
+        numbers = struct.unpack_from(f"{endian}{count}{code}", raw)
+        return "\\".join(f"{n:g}" if isinstance(n, float) else str(n) for n in numbers)
+    return raw.decode("utf-8" if utf8 else "latin-1", "replace").rstrip("\x00 ").lstrip(" ")

@@ -168,6 +168,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
             resume=args.resume,
             resolve=args.resolve,
             batch=args.batch,
+            tags=args.tags,
             timeouts=Timeouts(dimse=args.timeout, inactivity=args.timeout),
             retry=RetryPolicy(retries=args.retries),
             store=store,

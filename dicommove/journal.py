@@ -191,6 +191,8 @@ class Journal:
             if len(self._parts) < 10_000:
                 self._parts[shared] = parts
         reason = f',"reason":{json.dumps(rec.reason)}' if rec.reason else ""
+        if rec.tags:
+            reason += f',"tags":{json.dumps(rec.tags, ensure_ascii=False)}'
         self._append(
             f"{parts[0]}{_json_string(rec.sop_instance_uid)},"
             f'"path":{_json_string(path)},"size":{rec.size},"status":"{rec.status}",'
@@ -256,6 +258,7 @@ class Journal:
             path=os.path.join(self._root_prefix, path) if path else "",
             size=int(get("size") or 0),
             at=get("at"),
+            tags=_tags(get("tags")),
         )
 
     def scan(self) -> dict[str, JournalEntry]:
@@ -280,6 +283,12 @@ class Journal:
             elif event == "request":
                 entries.setdefault(key, JournalEntry()).complete = bool(rec.get("complete"))
         return entries
+
+
+def _tags(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)} or None
 
 
 def _json_string(text: str) -> str:

@@ -103,7 +103,9 @@ COLUMNS: dict[str, str] = {
 def build(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Build a manifest with the documented schema from row mappings.
 
-    Missing keys become ``<NA>``; unknown keys are an error.
+    Missing keys become ``<NA>``. Keys that are DICOM keywords (the header columns of
+    ``tags=``) come after the documented columns, typed by their VR; other unknown
+    keys are an error.
 
     Parameters
     ----------
@@ -116,15 +118,40 @@ def build(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """
     import pandas as pd
 
-    data: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    for row in rows:
-        unknown = set(row) - set(COLUMNS)
-        if unknown:
-            raise KeyError(f"unknown manifest columns {sorted(unknown)}")
+    table = rows if isinstance(rows, list) else list(rows)
+    data: dict[str, list[Any]] = {name: [] for name in [*COLUMNS, *header_columns(table)]}
+    for row in table:
         for name, column in data.items():
             column.append(row.get(name))
     # object columns, so that integer request labels beside None stay integers
     return _typed(pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in data.items()}))
+
+
+def header_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Return the header columns of manifest rows (``tags=``), in first-seen order.
+
+    Raises
+    ------
+    KeyError
+        For a key that is neither a manifest column nor a DICOM keyword.
+    """
+    extra: dict[str, None] = {}
+    for row in rows:
+        if row.keys() <= _CELLS.keys():
+            continue
+        for name in row:
+            if name not in COLUMNS and name not in extra:
+                if _header_vr(name) is None:
+                    raise KeyError(f"unknown manifest columns {[name]}")
+                extra[name] = None
+    return list(extra)
+
+
+def _header_vr(keyword: str) -> str | None:
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return None if tag is None else str(dictionary_VR(tag))
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +179,28 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
             out[name] = pd.Series(
                 [None if _missing(v) else v for v in col], dtype=object, index=out.index
             )
+    for name in df.columns:
+        if name not in COLUMNS:
+            out[name] = _header_column(name, df[name].reset_index(drop=True))
     return out
+
+
+def _header_column(name: str, col: pd.Series) -> Any:
+    r"""Return a header column (``tags=``) typed by its VR: numbers, or DICOM text.
+
+    Integers become ``Int64`` and decimals ``Float64`` when every value parses as one
+    number; otherwise (several values, bad text), and for every other VR, dates
+    included, the column stays text as DICOM writes it (``20240131``, ``0.5\\0.5``),
+    so that nothing is lost and it reads back the same from CSV.
+    """
+    from . import _vr
+
+    vr = _header_vr(str(name)) or "UN"
+    if vr in _vr.INTEGER_VRS or vr in _vr.DECIMAL_VRS:
+        parsed = [_vr.parse(vr, "" if _missing(v) else str(v)) for v in col]
+        if all(ok for _value, ok in parsed):  # else (several values, bad text): as text
+            return _vr.column(vr, [value for value, _ok in parsed])
+    return col.astype("object").where(col.notna(), None).astype("string")
 
 
 def _missing(value: Any) -> bool:
@@ -286,17 +334,15 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) 
         The path written.
     """
     table = rows if isinstance(rows, list) else list(rows)
-    for row in table:
-        if not row.keys() <= _CELLS.keys():
-            unknown = sorted(set(row) - set(COLUMNS))
-            raise KeyError(f"unknown manifest columns {unknown}")
-    columns = [_column([row.get(name) for row in table], cell) for name, cell in _CELLS.items()]
+    extra = header_columns(table)
+    cells = {**_CELLS, **dict.fromkeys(extra, _text)}
+    columns = [_column([row.get(name) for row in table], cell) for name, cell in cells.items()]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     with open(tmp, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(cells)
         writer.writerows(zip(*columns, strict=True))
     os.replace(tmp, target)
     return target

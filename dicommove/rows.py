@@ -14,7 +14,7 @@ Row keys are the manifest's columns (:data:`dicommove.manifest.COLUMNS`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,7 @@ class Arrival:
     path: str  # absolute; "" when nothing was written
     size: int
     at: float | None
+    tags: Mapping[str, str] | None = None  # header elements asked for (``tags=``)
 
 
 @dataclass
@@ -192,8 +193,8 @@ def _comment(reason: str, out: RequestOutcome) -> str:
 
 
 def instance_row(request: Hashable, a: Arrival, move_status: int | None) -> dict[str, Any]:
-    """Return the manifest row of one arrival."""
-    return {
+    """Return the manifest row of one arrival (with its header columns, if any)."""
+    row = {
         "request": request,
         "PatientID": a.patient or None,
         "StudyInstanceUID": a.study or None,
@@ -208,6 +209,9 @@ def instance_row(request: Hashable, a: Arrival, move_status: int | None) -> dict
         "received_at": a.at,
         "move_status": move_status,
     }
+    if a.tags:
+        row.update((keyword, text or None) for keyword, text in a.tags.items())
+    return row
 
 
 def request_base(out: RequestOutcome) -> dict[str, Any]:

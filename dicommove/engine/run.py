@@ -545,6 +545,7 @@ def _arrival(rec: Received) -> Arrival:
         rec.path,
         rec.size,
         rec.received_at,
+        rec.tags,
     )
 
 

@@ -32,6 +32,7 @@ from ..progress import MoveStats, ProgressMode, ProgressSnapshot, Reporter, make
 from ..query import Model, Planned, plan, to_requests
 from ..rows import Stop
 from ..store import InstanceStore, Layout, compile_layout
+from ..store.tags import header_tags
 from .find import Finder
 from .pool import FIND, Pool
 from .run import MoveResult, Run
@@ -66,6 +67,7 @@ class SessionOptions(TypedDict, total=False):
     timeouts: Timeouts | None
     retry: RetryPolicy | None
     store: StoreOptions | None
+    tags: Sequence[str] | None
 
 
 class AsyncSession:
@@ -104,6 +106,11 @@ class AsyncSession:
         Retries after transient failures.
     store : StoreOptions, optional
         The store SCP's bind address, PDU size, allow-lists and durability.
+    tags : list of str, optional
+        Header elements to add to the manifest as columns, by keyword (e.g.
+        ``["Modality", "SeriesDescription", "InstanceNumber"]``), read from each
+        instance's header as it is received. Integers are ``Int64``, decimals
+        ``Float64``, the rest text as DICOM writes it (dates ``YYYYMMDD``).
 
     Examples
     --------
@@ -126,6 +133,7 @@ class AsyncSession:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         store: StoreOptions | None = None,
+        tags: Sequence[str] | None = None,
     ) -> None:
         self.pacs = Node.parse(pacs)
         self.ae_title = validate_ae_title(ae_title, what="calling AE title")
@@ -160,6 +168,7 @@ class AsyncSession:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.store_options = store or StoreOptions()
+        self.tags = header_tags(tags)
         self.bind = (
             self.store_options.bind if self.store_options.bind is not None else self._default_bind()
         )
@@ -219,7 +228,9 @@ class AsyncSession:
     # -- parts of a move ---------------------------------------------------------------
     def new_store(self) -> InstanceStore:
         """Return the file store of one move."""
-        return InstanceStore(self.out, layout=self.layout, durability=self.store_options.durability)
+        return InstanceStore(
+            self.out, layout=self.layout, durability=self.store_options.durability, tags=self.tags
+        )
 
     def new_scp(self, store: InstanceStore, run: Run) -> StoreSCP:
         """Return the store SCP of one move, calling back into ``run``."""

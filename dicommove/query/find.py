@@ -20,13 +20,12 @@ pydicom to decode the answers.
 
 from __future__ import annotations
 
-import datetime
 import logging
-import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import _sop
+from .._vr import PARSED_VRS, column, parse
 from ..errors import QueryError
 from ._model import (
     _MODEL_LEVELS,
@@ -83,10 +82,6 @@ DEFAULT_RETURN_KEYS: dict[Level, tuple[str, ...]] = {
 # Patient-level attributes are study-level ones in Study Root only.
 _PATIENT_ROOT_STUDY = tuple(k for k in DEFAULT_RETURN_KEYS["STUDY"] if not k.startswith("Patient"))
 _NOT_COLUMNS = frozenset({_QR_LEVEL, _SPECIFIC_CHARACTER_SET})
-_INTEGER_VRS = frozenset({"IS", "US", "UL", "SS", "SL", "SV", "UV"})
-_DECIMAL_VRS = frozenset({"DS", "FL", "FD"})
-_PARSED_VRS = _INTEGER_VRS | _DECIMAL_VRS | {"DA", "DT"}
-_DT = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?(?:[+-]\d{4})?")
 
 
 class FindRequest:
@@ -303,53 +298,9 @@ def _element_text(ds: Any, tag: int, vr: str) -> str:
     raw = ds.get_item(tag)
     if raw is None:
         return ""
-    if vr in _PARSED_VRS and isinstance(raw.value, bytes):
+    if vr in PARSED_VRS and isinstance(raw.value, bytes):
         return _text(raw.value)
     return _text(ds[tag].value)
-
-
-def _date(text: str) -> datetime.datetime | None:
-    if len(text) == 8 and text.isdigit():
-        try:
-            return datetime.datetime(int(text[:4]), int(text[4:6]), int(text[6:]))
-        except ValueError:
-            return None
-    return None
-
-
-def _datetime(text: str) -> datetime.datetime | None:
-    m = _DT.fullmatch(text)
-    if m is None:
-        return None
-    y, mo, d, h, mi, sec = (
-        int(g) if g else default
-        for g, default in zip(m.groups()[:6], (0, 1, 1, 0, 0, 0), strict=True)
-    )
-    micro = int((m.group(7) or "0").ljust(6, "0"))
-    try:
-        return datetime.datetime(y, mo, d, h, mi, sec, micro)
-    except ValueError:
-        return None
-
-
-def _parse(vr: str, text: str) -> tuple[Any, bool]:
-    """Return (typed value, parsed); an empty text is a missing value, not a problem."""
-    if not text:
-        return None, True
-    try:
-        if vr == "DA":
-            value: Any = _date(text)
-        elif vr == "DT":
-            value = _datetime(text)
-        elif vr in _INTEGER_VRS:
-            value = int(text)
-        elif vr in _DECIMAL_VRS:
-            value = float(text)
-        else:
-            return text, True
-    except ValueError:
-        value = None
-    return value, value is not None
 
 
 def found_frame(answers: Sequence[tuple[FindRequest, list[bytes], str]]) -> pd.DataFrame:
@@ -381,22 +332,14 @@ def found_frame(answers: Sequence[tuple[FindRequest, list[bytes], str]]) -> pd.D
             wrong: list[str] = []
             for tag, keyword in columns:
                 text = _element_text(ds, tag, vrs[tag])
-                value, parsed = _parse(vrs[tag], text)
+                value, parsed = parse(vrs[tag], text)
                 if not parsed:
                     wrong.append(f"{keyword}={text!r} is not a valid {vrs[tag]}")
                 values[keyword].append(value)
             problems.append("; ".join(wrong))
     data: dict[str, Any] = {"request": labels}
     for tag, keyword in columns:
-        vr, column = vrs[tag], values[keyword]
-        if vr in ("DA", "DT"):
-            data[keyword] = pd.to_datetime(pd.Series(column, dtype="object"))
-        elif vr in _INTEGER_VRS:
-            data[keyword] = pd.array(column, dtype="Int64")
-        elif vr in _DECIMAL_VRS:
-            data[keyword] = pd.array(column, dtype="Float64")
-        else:
-            data[keyword] = pd.Series(column, dtype="object")
+        data[keyword] = column(vrs[tag], values[keyword])
     data["problems"] = problems
     frame: pd.DataFrame = pd.DataFrame(data)
     return frame

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import _status as st
-from .._header import DEFLATED, HEADER_TAGS, read_header
+from .._header import DEFLATED, HEADER_TAGS, read_header, read_tags
 from ._fs import IN_FLIGHT
 from .record import HEAD_BYTES, AcceptCallback, Received
 
@@ -144,6 +144,8 @@ class Incoming:
         rec.study_instance_uid = store.intern(header[0x0020000D])
         rec.series_instance_uid = store.intern(header[0x0020000E])
         rec.patient_id = store.intern(header[0x00100020])
+        if store.tags:
+            self._read_tags(whole)
         try:
             self._final = store.path_for(rec)
         except ValueError as exc:
@@ -157,6 +159,28 @@ class Incoming:
             if not accepted:
                 return self._refuse(rec.reason or "refused", st.NOT_AUTHORIZED)
         return True
+
+    def _read_tags(self, whole: bool) -> None:
+        """Read the header elements asked for (``tags=``) into the record, by keyword."""
+        store, rec = self.store, self.rec
+        found = read_tags(self._head, rec.transfer_syntax_uid, store.tag_vrs, complete=whole)
+        if found is None:  # past the first HEAD_BYTES, or not parseable here: the file
+            found = self._tags_with_pydicom()
+        rec.tags = {keyword: found.get(tag, "") for tag, (keyword, _vr) in store.tags.items()}
+
+    def _tags_with_pydicom(self) -> dict[int, str]:
+        if self._fd is None and (not self._open() or self._write_meta_and_head() is None):
+            return {}
+        try:
+            from pydicom import dcmread
+
+            assert self._tmp is not None
+            tags = list(self.store.tags)
+            ds = dcmread(self._tmp, stop_before_pixels=True, specific_tags=tags)
+            return {tag: _value_text(ds[tag].value) for tag in tags if tag in ds}
+        except Exception as exc:  # the header columns are best effort: the file is kept
+            logger.warning("cannot read the header of %s: %s", self.rec.sop_instance_uid, exc)
+            return {}
 
     def _parse_with_pydicom(self) -> dict[int, str] | None:
         """Read a long or deeply nested header with pydicom, from the temp file (rare, slow)."""
@@ -263,3 +287,14 @@ def _raw_text(ds: object, tag: int) -> str:
     if isinstance(value, bytes):
         return value.decode("latin-1").rstrip("\x00 ").lstrip(" ")
     return "" if value is None else str(value).strip()
+
+
+def _value_text(value: object) -> str:
+    """Return a value pydicom converted as DICOM text (several joined by backslashes)."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(_value_text(v) for v in value)  # type: ignore[attr-defined]
+    if isinstance(value, bytes):
+        return value.decode("latin-1").rstrip("\x00 ").lstrip(" ")
+    return str(value).strip()

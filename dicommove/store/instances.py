@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from .. import _status as st
@@ -88,6 +89,7 @@ class InstanceStore:
         *,
         layout: Layout = "hierarchical",
         durability: Durability = "request",
+        tags: Mapping[int, tuple[str, str]] | None = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise InputError(f"durability={durability!r}: use 'request', 'instance' or 'none'")
@@ -99,6 +101,9 @@ class InstanceStore:
         self._root_prefix = os.path.join(self.root, "")
         self._fields = [name for name in FIELDS if "{" + name + "}" in self.template]
         self.durability: Durability = durability
+        #: Header elements read into each record (``tags=``): tag -> (keyword, VR).
+        self.tags: dict[int, tuple[str, str]] = dict(tags or {})
+        self.tag_vrs: dict[int, str] = {tag: vr for tag, (_kw, vr) in self.tags.items()}
         self._lock = threading.Lock()
         # files named from this time on are this move's (a copy of one is a duplicate)
         self._begun_ns = time.time_ns()

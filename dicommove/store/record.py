@@ -63,6 +63,7 @@ class Received:
     originator_message_id: int | None = None
     dimse_status: int = st.SUCCESS
     errno: int | None = None
+    tags: dict[str, str] | None = None  # header elements asked for (``tags=``), by keyword
 
 
 AcceptCallback = Callable[[Received], bool]
