@@ -293,6 +293,14 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         help="group up to N rows of the same parent into one C-MOVE (default: 1)",
     )
     mv.add_argument(
+        "--method",
+        choices=("move", "get"),
+        default="move",
+        help="move: C-MOVE to our store SCP (the PACS must know our AE title and port; the "
+        "default); get: C-GET, the instances come back on our own association (no port, no "
+        "registration on the PACS)",
+    )
+    mv.add_argument(
         "--tag",
         dest="tags",
         action="append",

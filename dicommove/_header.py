@@ -255,6 +255,8 @@ def read_elements(data: bytes, transfer_syntax: str, tags: frozenset[int]) -> di
 
 
 _CHARSET = 0x00080005
+#: Character sets decoded here (ASCII, Latin-1, UTF-8); others are left to pydicom.
+_FAST_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
 
 
 def read_tags(
@@ -314,7 +316,10 @@ def read_tags(
                 return None
     except (_Short, struct.error):
         return None
-    utf8 = b"ISO_IR 192" in raw.get(_CHARSET, b"")
+    charset = raw.get(_CHARSET, b"").decode("latin-1").strip(" \x00")
+    if charset not in _FAST_CHARSETS:
+        return None  # ISO 2022 and the other character sets: pydicom decodes them
+    utf8 = charset == "ISO_IR 192"
     return {
         tag: _tag_text(value, vrs[tag], utf8, reader.endian)
         for tag, value in raw.items()

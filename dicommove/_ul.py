@@ -7,6 +7,7 @@ so every PDU and command-set rule can be tested with plain bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -279,6 +280,7 @@ def encode_command_pdata(context_id: int, command: bytes) -> bytes:
 # -- the requestor side --------------------------------------------------------------------
 
 C_FIND_RQ = 0x0020
+C_GET_RQ = 0x0010
 C_MOVE_RQ = 0x0021
 C_CANCEL_RQ = 0x0FFF
 DATASET_PRESENT = 0x0001
@@ -292,16 +294,26 @@ def encode_associate_rq(
     max_pdu: int,
     implementation_class_uid: str,
     implementation_version_name: str,
+    scp_roles: Sequence[str] = (),
 ) -> bytes:
-    """Encode an A-ASSOCIATE-RQ proposing ``contexts`` (PS3.8 9.3.2)."""
+    """Encode an A-ASSOCIATE-RQ proposing ``contexts`` (PS3.8 9.3.2).
+
+    ``scp_roles`` are the SOP classes for which we propose the SCP role only (an SCP/SCU
+    Role Selection item each, PS3.7 D.3.3.4): the storage classes of a C-GET, whose
+    C-STOREs come to us on this association.
+    """
     items = [_item(0x10, APPLICATION_CONTEXT.encode())]
     for cx in contexts:
         sub = _item(0x30, cx.abstract_syntax.encode())
         sub += b"".join(_item(0x40, ts.encode()) for ts in cx.transfer_syntaxes)
         items.append(_item(0x20, struct.pack(">BBBB", cx.context_id, 0, 0, 0) + sub))
+    roles = b"".join(
+        _item(0x54, struct.pack(">H", len(uid)) + uid.encode() + b"\x00\x01") for uid in scp_roles
+    )
     user = (
         _item(0x51, struct.pack(">I", max_pdu))
         + _item(0x52, implementation_class_uid.encode())
+        + roles
         + _item(0x55, implementation_version_name.encode())
     )
     items.append(_item(0x50, user))
@@ -351,7 +363,7 @@ def encode_request(
     move_destination: str = "",
     responding_to: int | None = None,
 ) -> bytes:
-    """Encode a C-ECHO, C-FIND, C-MOVE or C-CANCEL request command set."""
+    """Encode a C-ECHO, C-FIND, C-GET, C-MOVE or C-CANCEL request command set."""
     body = _element(0x0002, _ui(sop_class)) if sop_class else b""
     body += _element(0x0100, struct.pack("<H", command_field))
     if responding_to is None:
@@ -360,7 +372,7 @@ def encode_request(
         body += _element(0x0120, struct.pack("<H", responding_to))
     if move_destination:
         body += _element(0x0600, _ae(move_destination).rstrip(b" ").ljust(16, b" "))
-    if command_field in (C_FIND_RQ, C_MOVE_RQ):
+    if command_field in (C_FIND_RQ, C_GET_RQ, C_MOVE_RQ):
         body += _element(0x0700, struct.pack("<H", 0))  # priority: medium
     dataset_type = DATASET_PRESENT if has_dataset else NO_DATASET
     body += _element(0x0800, struct.pack("<H", dataset_type))

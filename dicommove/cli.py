@@ -169,6 +169,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
             resolve=args.resolve,
             batch=args.batch,
             tags=args.tags,
+            method=args.method,
             timeouts=Timeouts(dimse=args.timeout, inactivity=args.timeout),
             retry=RetryPolicy(retries=args.retries),
             store=store,

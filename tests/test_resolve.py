@@ -103,6 +103,7 @@ def test_patient_ids_in_study_root_are_found_first(
         for i, pid in enumerate(patients["PatientID"])
     }
     assert sops_by_request(df) == expected
+
     # beside a UID, a PatientID is ignored in Study Root (no C-FIND)
     def study_finds() -> int:
         return sum(ds.QueryRetrieveLevel == "STUDY" for ds in demo_pacs.find_requests)
@@ -209,3 +210,36 @@ def test_cli_move_resolve(
     one = ["-q", f"AccessionNumber={studies['AccessionNumber'][2]}", "-o", str(tmp_path / "q")]
     assert main([*base, *one]) == EXIT_OK
     assert len(list((tmp_path / "q").rglob("*.dcm"))) == 6
+
+
+def test_a_row_with_uids_and_other_keys_is_found_at_the_level_of_its_uids(
+    demo_pacs: DemoPACS, store_port: int, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    first = demo_cohort.iloc[0]
+    row = {
+        "StudyInstanceUID": first.StudyInstanceUID,
+        "SeriesInstanceUID": first.SeriesInstanceUID,
+        "Modality": "CT",
+    }
+    df = dicommove.move(
+        demo_pacs.node, row, out=tmp_path, port=store_port, progress=False, resolve=True
+    )
+    expected = demo_cohort.loc[
+        demo_cohort["SeriesInstanceUID"] == first.SeriesInstanceUID, "SOPInstanceUID"
+    ]
+    assert sorted(df["SOPInstanceUID"]) == sorted(expected)  # that series, not the study
+
+
+def test_an_unknown_patient_reads_as_such(
+    demo_pacs: DemoPACS, store_port: int, tmp_path: Path
+) -> None:
+    df = dicommove.move(
+        demo_pacs.node,
+        {"PatientID": "NOPE"},
+        out=tmp_path,
+        port=store_port,
+        progress=False,
+        resolve=True,
+        errors="ignore",
+    )
+    assert df["reason"].tolist() == ["C-FIND found no study for PatientID=NOPE"]

@@ -148,3 +148,53 @@ def test_a_header_longer_than_what_is_kept_in_memory_is_read_from_the_file(
 def test_bad_tags_are_refused_before_anything_is_sent(tags: object, message: str) -> None:
     with pytest.raises(InputError, match=message):
         dicommove.Session("PACS@127.0.0.1:1", tags=tags)  # type: ignore[arg-type]
+
+
+def test_the_columns_are_there_when_nothing_arrived(
+    demo_pacs: DemoPACS, store_port: int, tmp_path: Path
+) -> None:
+    df = dicommove.move(
+        demo_pacs.node,
+        ["1.2.826.0.1.3680043.2.1125.424242.1"],
+        out=tmp_path,
+        port=store_port,
+        progress=False,
+        errors="ignore",
+        tags=["Modality"],
+    )
+    assert df["status"].tolist() == ["not_found"] and df["Modality"].isna().all()
+
+
+def test_a_resume_shows_the_header_columns_asked_for_now(
+    demo_pacs: DemoPACS, store_port: int, tmp_path: Path
+) -> None:
+    move(demo_pacs, store_port, tmp_path, tags=["Modality"])
+    plain = move(demo_pacs, store_port, tmp_path, resume=True)
+    assert "Modality" not in plain.columns
+    other = move(demo_pacs, store_port, tmp_path, resume=True, tags=["InstanceNumber"])
+    assert "Modality" not in other.columns and "InstanceNumber" in other.columns
+
+
+def test_other_character_sets_are_decoded_by_pydicom(tmp_path: Path) -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 144"  # Cyrillic
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, "1.2.3.4"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3", "1.2.3.5"
+    ds.SeriesDescription = "Грудная клетка"
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, ds)
+    store = InstanceStore(tmp_path, tags=header_tags(["SeriesDescription"]))
+    store.prepare()
+    store.begin()
+    rec = store.store(
+        buf.getvalue(),
+        sop_class_uid=CTImageStorage,
+        sop_instance_uid="1.2.3.4",
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+    )
+    assert rec.tags == {"SeriesDescription": "Грудная клетка"}

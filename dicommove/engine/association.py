@@ -16,10 +16,15 @@ import contextlib
 import socket
 import struct
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from .. import _sop, _ul
+
+if TYPE_CHECKING:
+    from ..store import Incoming
+    from .getstore import GetStore
 
 __all__ = ["Aborted", "Association", "Interrupted", "Rejected", "Response"]
 
@@ -84,6 +89,12 @@ class Association(asyncio.Protocol):
         self._decoded: dict[int, bytes] | None = None
         self._closed: str = ""
         self._resting: asyncio.TimerHandle | None = None
+        # C-GET: storage contexts we accepted the SCP role for, and where C-STOREs go
+        self.storage_contexts: dict[int, tuple[str, str]] = {}  # id -> (class, syntax)
+        self.store: GetStore | None = None
+        self.get_message_id: int | None = None  # the C-GET in progress
+        self._incoming: Incoming | None = None
+        self._store_message = (0, 0)  # (message ID, context ID) of the C-STORE in progress
 
     # -- set-up ------------------------------------------------------------------
     @classmethod
@@ -100,8 +111,12 @@ class Association(asyncio.Protocol):
         acse_timeout: float,
         implementation_class_uid: str,
         implementation_version_name: str,
+        storage_classes: Sequence[str] = (),
     ) -> Association:
         """Connect and negotiate.
+
+        ``storage_classes`` (for C-GET) are proposed with the Storage SCP role: the
+        PACS may then send their instances to us on this association.
 
         Raises
         ------
@@ -116,10 +131,13 @@ class Association(asyncio.Protocol):
         _transport, assoc = await asyncio.wait_for(
             loop.create_connection(cls, host, port), connect_timeout
         )
+        uncompressed = [_sop.EXPLICIT_VR_LE, _sop.IMPLICIT_VR_LE]
         proposed = [
-            _ul.PresentationContext(2 * i + 1, uid, [_sop.EXPLICIT_VR_LE, _sop.IMPLICIT_VR_LE])
-            for i, uid in enumerate(abstract_syntaxes)
+            _ul.PresentationContext(2 * i + 1, uid, list(uncompressed))
+            for i, uid in enumerate([*abstract_syntaxes, *storage_classes])
         ]
+        if len(proposed) > 128:
+            raise ValueError(f"{len(proposed)} presentation contexts: 128 at most")
         try:
             assoc._reply = loop.create_future()
             assoc._write(
@@ -130,6 +148,7 @@ class Association(asyncio.Protocol):
                     max_pdu=max_pdu,
                     implementation_class_uid=implementation_class_uid,
                     implementation_version_name=implementation_version_name,
+                    scp_roles=storage_classes,
                 )
             )
             try:
@@ -148,10 +167,17 @@ class Association(asyncio.Protocol):
             assoc.close()
             raise
         assoc.peer_max_pdu = peer_max_pdu
+        accepted = [cx for cx in proposed if results.get(cx.context_id, (1, ""))[0] == _ul.ACCEPTED]
+        storage = set(storage_classes)
         assoc.contexts = {
             cx.abstract_syntax: (cx.context_id, results[cx.context_id][1])
-            for cx in proposed
-            if results.get(cx.context_id, (1, ""))[0] == _ul.ACCEPTED
+            for cx in accepted
+            if cx.abstract_syntax not in storage
+        }
+        assoc.storage_contexts = {
+            cx.context_id: (cx.abstract_syntax, results[cx.context_id][1])
+            for cx in accepted
+            if cx.abstract_syntax in storage
         }
         assoc.established = True
         return assoc
@@ -191,6 +217,7 @@ class Association(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail whatever waits: the association is gone."""
         self._fail(f"connection error: {exc}" if exc else "the PACS closed the connection")
+        self._lose_incoming()
         if self._released is not None and not self._released.done():
             self._released.set_result(None)
 
@@ -229,10 +256,18 @@ class Association(asyncio.Protocol):
                 if control & 0x02:
                     decoded = _ul.decode_command(bytes(self._command))
                     self._command.clear()
-                    if _ul.command_us(decoded, 0x0800) == _ul.NO_DATASET:
+                    if _ul.command_us(decoded, 0x0100) == _ul.C_STORE_RQ:
+                        self._begin_store(decoded, context_id)
+                    elif _ul.command_us(decoded, 0x0800) == _ul.NO_DATASET:
                         self._deliver(Response(context_id, decoded, None))
                     else:
                         self._decoded = decoded
+            elif self._incoming is not None:  # a C-GET's instance: straight to its file
+                self._incoming.write(data)
+                if control & 0x02:
+                    incoming, self._incoming = self._incoming, None
+                    assert self.store is not None
+                    self.store.end(self, incoming, *self._store_message)
             else:
                 self._dataset += data
                 if control & 0x02:
@@ -241,6 +276,19 @@ class Association(asyncio.Protocol):
                     dataset, self._dataset = bytes(self._dataset), bytearray()
                     decoded, self._decoded = self._decoded, None
                     self._deliver(Response(context_id, decoded, dataset))
+
+    def _begin_store(self, command: dict[int, bytes], context_id: int) -> None:
+        if self.store is None or self._incoming is not None:
+            raise _ul.ProtocolError("a C-STORE where no C-GET asked for one")
+        if _ul.command_us(command, 0x0800) == _ul.NO_DATASET:
+            raise _ul.ProtocolError("a C-STORE request without a dataset")
+        self._store_message = (_ul.command_us(command, 0x0110) or 0, context_id)
+        self._incoming = self.store.begin(self, command, context_id)
+
+    def _lose_incoming(self) -> None:
+        incoming, self._incoming = self._incoming, None
+        if incoming is not None and self.store is not None:
+            self.store.lost(incoming, f"the association ended mid-instance: {self._closed}")
 
     def _deliver(self, item: Response | BaseException) -> None:
         self._messages.append(item)
@@ -263,6 +311,16 @@ class Association(asyncio.Protocol):
         self.transport.write(data)
 
     # -- use ---------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Send encoded PDUs (a C-STORE response).
+
+        Raises
+        ------
+        Aborted
+            If the connection is gone.
+        """
+        self._write(data)
+
     def send(self, context_id: int, command: bytes, dataset: bytes | None = None) -> None:
         """Send one message.
 
@@ -356,6 +414,8 @@ class Association(asyncio.Protocol):
             with contextlib.suppress(Aborted):
                 self._write(_ul.encode_abort(source=0))
         self.established = False
+        self._fail("aborted")
+        self._lose_incoming()
         self.close()
 
     def close(self) -> None:

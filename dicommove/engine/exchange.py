@@ -78,21 +78,29 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
     pool = run.pool
     assoc = await pool.get(worker)
     query = part.query
-    sop_class = _sop.MOVE[query.information_model]
+    get = run.method == "get"
+    sop_class = (_sop.GET if get else _sop.MOVE)[query.information_model]
     cx_id, syntax = pool.context(assoc, sop_class)
     identifier = encode_identifier(query, implicit=syntax == _sop.IMPLICIT_VR_LE)
     now = run.loop.time()
     part.start_attempt(pool.next_message_id(), worker, now)
     run.part_started(part)
     label = label_of(query)
-    logger.info("C-MOVE %s (message %d) -> %s", query, part.message_id, run.move_destination)
-    command = _ul.encode_request(
-        _ul.C_MOVE_RQ,
-        part.message_id,
-        sop_class=sop_class,
-        has_dataset=True,
-        move_destination=run.move_destination,
-    )
+    if get:
+        logger.info("C-GET %s (message %d)", query, part.message_id)
+        command = _ul.encode_request(
+            _ul.C_GET_RQ, part.message_id, sop_class=sop_class, has_dataset=True
+        )
+        assoc.get_message_id = part.message_id  # its C-STOREs are routed to this part
+    else:
+        logger.info("C-MOVE %s (message %d) -> %s", query, part.message_id, run.move_destination)
+        command = _ul.encode_request(
+            _ul.C_MOVE_RQ,
+            part.message_id,
+            sop_class=sop_class,
+            has_dataset=True,
+            move_destination=run.move_destination,
+        )
     try:
         assoc.send(cx_id, command, identifier)
         while True:
@@ -192,6 +200,10 @@ async def check_destination(run: Run, part: Part, worker: int) -> None:
     problem.
     """
     code = part.final_status
+    if run.method == "get":  # no destination: only tell "nothing matches" apart
+        if part.expected == 0 and (code is None or 0xC000 <= code <= 0xCFFF):
+            part.matched_nothing = await run.finder.count(worker, part.query) == 0
+        return
     if code == st.MOVE_DESTINATION_UNKNOWN:
         why = "it answered 0xA801, move destination unknown"
     elif part.expected == 0 and (code is None or 0xC000 <= code <= 0xCFFF):

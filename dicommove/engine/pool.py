@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import TYPE_CHECKING, Literal
 
 from .. import _sop, _ul
 from .. import _status as st
@@ -19,6 +20,9 @@ from ..node import Node
 from ..options import Timeouts
 from ..store import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from .association import Aborted, Association, Rejected
+
+if TYPE_CHECKING:
+    from .getstore import GetStore
 
 __all__ = ["ECHO", "FIND", "Pool"]
 
@@ -29,6 +33,7 @@ ECHO = -1
 #: The pool key of the first association of C-FINDs run beside a move (then FIND - 1, ...).
 FIND = -2
 _SERVICES = [_sop.VERIFICATION, *_sop.MOVE.values(), *_sop.FIND.values()]
+_GET_SERVICES = [_sop.VERIFICATION, *_sop.GET.values(), *_sop.FIND.values()]
 
 #: A-ASSOCIATE-RJ (source, reason) -> meaning (PS3.8 9.3.4).
 _REJECT_REASONS = {
@@ -56,15 +61,36 @@ class Pool:
         The largest PDU we receive (announced).
     timeouts : Timeouts
         Connect, ACSE and DIMSE timeouts.
+    method : {"move", "get"}
+        ``"get"``: the associations propose C-GET and, with the Storage SCP role, the
+        storage classes of :data:`dicommove._sop.GET_STORAGE_CLASSES` instead of C-MOVE.
     """
 
-    def __init__(self, pacs: Node, *, ae_title: str, max_pdu: int, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        pacs: Node,
+        *,
+        ae_title: str,
+        max_pdu: int,
+        timeouts: Timeouts,
+        method: Literal["move", "get"] = "move",
+    ) -> None:
         self.pacs = pacs
         self.ae_title = ae_title
         self.max_pdu = max_pdu
         self.timeouts = timeouts
+        self.method = method
+        self._services = _GET_SERVICES if method == "get" else _SERVICES
+        self._storage = _sop.GET_STORAGE_CLASSES if method == "get" else ()
+        self._store: GetStore | None = None
         self._assocs: dict[int, Association] = {}
         self._message_ids = 0
+
+    def use_store(self, store: GetStore | None) -> None:
+        """Send the C-STOREs of C-GETs to ``store`` (a move's), on every association."""
+        self._store = store
+        for assoc in self._assocs.values():
+            assoc.store = store
 
     def next_message_id(self) -> int:
         """Return a Message ID unique among this session's requests (1 to 65535, then again)."""
@@ -109,7 +135,8 @@ class Pool:
                 pacs.port,
                 calling_ae=self.ae_title,
                 called_ae=pacs.ae_title,
-                abstract_syntaxes=_SERVICES,
+                abstract_syntaxes=self._services,
+                storage_classes=self._storage,
                 max_pdu=self.max_pdu,
                 connect_timeout=t.connect,
                 acse_timeout=t.acse,
@@ -135,6 +162,7 @@ class Pool:
                 f"cannot connect to {pacs.host}:{pacs.port}: {why}. Check the address, "
                 "that the PACS is running, and that no firewall blocks the port."
             ) from exc
+        assoc.store = self._store
         self._assocs[worker] = assoc
         return assoc
 

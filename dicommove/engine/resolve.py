@@ -62,8 +62,33 @@ def _move_queries(request: FindRequest, found: pd.DataFrame, model: Model) -> li
 
 
 def _described(query: Query) -> str:
-    shown = [f"{k}={v}" for k, v in query.keys.items() if v is not None and k not in _MOVE_KEYS]
+    """Return the keys a row was found by: those with a value."""
+    shown = [f"{k}={v}" for k, v in query.keys.items() if v is not None and v != ""]
     return ", ".join(shown) or str(query)
+
+
+def _level_of(item: Mapping[Any, Any] | Query) -> str | None:
+    """Return the level to find a row at: its own, its most specific UID's, else ``None``.
+
+    ``None`` lets the find take its default (STUDY): a PatientID alone does not make
+    it a PATIENT-level find, as the dates or accession numbers beside it are about
+    studies.
+    """
+    from ..query.plan import _is_null
+
+    if isinstance(item, Query):
+        if item.level is not None:
+            return item.level
+        pairs: Any = item.keys.items()
+    else:
+        pairs = item.items()
+    given = {str(k): v for k, v in pairs if not _is_null(v)}
+    if "QueryRetrieveLevel" in given:
+        return None  # find_requests reads (and checks) it
+    for level in ("IMAGE", "SERIES"):
+        if UNIQUE_KEYS[level] in given:
+            return level
+    return None
 
 
 async def resolve(
@@ -97,11 +122,11 @@ async def resolve(
             for request in to_requests(keys, model=model, strict=strict):
                 requests.append(Request(label, request.query))
             continue
-        (probe,) = find_requests(item, model=model, return_keys=[])
+        (probe,) = find_requests(item, model=model, level=_level_of(item), return_keys=[])
         level = probe.query.level or "STUDY"
         above = LEVELS[: LEVELS.index(level) + 1]
         chain = [UNIQUE_KEYS[lv] for lv in above if lv != "PATIENT" or model == "patient"]
-        (asked,) = find_requests(item, model=model, return_keys=chain)
+        (asked,) = find_requests(item, model=model, level=level, return_keys=chain)
         finds.append(FindRequest(len(finds), asked.query, asked.columns))
         labels.append(label)
     if not finds:

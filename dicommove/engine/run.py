@@ -43,6 +43,7 @@ from ..rows import (
 from ..store import InstanceStore, Received
 from .exchange import due
 from .find import Finder
+from .getstore import GetStore
 from .request import Part, Phase, RequestState, label_of
 from .router import Router, matches
 from .scheduler import Scheduler
@@ -158,6 +159,7 @@ class Run:
         self.workers = session.workers
         self.split = session.split
         self.move_destination = session.move_destination
+        self.method = session.method
         self.local_destination = session.local_destination
         self.stats = stats
         self.reporter = reporter
@@ -198,7 +200,9 @@ class Run:
                     self._resume()
             todo = [p for s in self.states for p in s.parts]
             if todo:
-                if self.store is not None:
+                if self.store is not None and self.method == "get":
+                    self.pool.use_store(GetStore(self, self.store))  # C-STOREs come to us
+                elif self.store is not None:
                     self.scp = self.session.new_scp(self.store, self)
                     await self.scp.astart()
                     if self.session.port == 0:  # keep the port chosen: the PACS knows it now
@@ -223,6 +227,7 @@ class Run:
                 self.finish_request(state)
         if self.scp is not None:
             await self.scp.astop()
+        self.pool.use_store(None)
         if self._commits:
             await asyncio.gather(*self._commits, return_exceptions=True)
         await self._committer.commit()
@@ -478,6 +483,8 @@ class Run:
             rows.extend(request_rows(state.outcome(), arrivals, ctx))
         rows.extend(unrequested_rows(by_key.get(None, [])))
         rows.extend(dict(row) for row in self.unresolved)
+        if self.session.tags or self.resume:
+            _header_columns(rows, [kw for kw, _vr in self.session.tags.values()])
         return rows
 
     def _result(self, failure: DicomMoveError | None) -> MoveResult:
@@ -524,6 +531,21 @@ def _remove_damaged(root: Path, record: dict[str, Any]) -> None:
                 "%s is damaged (not the size the journal recorded): fetching it again", path
             )
             path.unlink()
+
+
+def _header_columns(rows: list[dict[str, Any]], header: list[str]) -> None:
+    """Give every row the header columns of this move (``tags=``), and only those.
+
+    An earlier run's records (``resume=True``) may carry other ones, or none.
+    """
+    from ..manifest import COLUMNS
+
+    wanted = set(header)
+    for row in rows:
+        for name in [k for k in row if k not in COLUMNS and k not in wanted]:
+            del row[name]
+        for name in header:
+            row.setdefault(name, None)
 
 
 def _failed(code: int | None) -> bool:

@@ -68,6 +68,7 @@ class SessionOptions(TypedDict, total=False):
     retry: RetryPolicy | None
     store: StoreOptions | None
     tags: Sequence[str] | None
+    method: Literal["move", "get"]
 
 
 class AsyncSession:
@@ -106,6 +107,11 @@ class AsyncSession:
         Retries after transient failures.
     store : StoreOptions, optional
         The store SCP's bind address, PDU size, allow-lists and durability.
+    method : {"move", "get"}
+        ``"move"`` (default): C-MOVE to our embedded store SCP (the PACS must know our AE
+        title and port). ``"get"``: C-GET, the instances come back on our own
+        association: no port, no registration on the PACS (see
+        :data:`dicommove._sop.GET_STORAGE_CLASSES` for the storage classes proposed).
     tags : list of str, optional
         Header elements to add to the manifest as columns, by keyword (e.g.
         ``["Modality", "SeriesDescription", "InstanceNumber"]``), read from each
@@ -134,30 +140,28 @@ class AsyncSession:
         retry: RetryPolicy | None = None,
         store: StoreOptions | None = None,
         tags: Sequence[str] | None = None,
+        method: Literal["move", "get"] = "move",
     ) -> None:
         self.pacs = Node.parse(pacs)
+        _check_options(
+            method=method,
+            ae_title=ae_title,
+            move_destination=move_destination,
+            model=model,
+            port=port,
+            workers=workers,
+            split=split,
+            objects=(
+                ("timeouts", timeouts, Timeouts),
+                ("retry", retry, RetryPolicy),
+                ("store", store, StoreOptions),
+            ),
+        )
+        self.method: Literal["move", "get"] = method
         self.ae_title = validate_ae_title(ae_title, what="calling AE title")
         self.move_destination = validate_ae_title(
             move_destination or self.ae_title, what="move destination AE title"
         )
-        if model not in ("study", "patient"):
-            raise InputError(f"unknown model {model!r}: use 'study' or 'patient'")
-        if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536):
-            raise InputError(f"invalid store port {port!r}: use 0 to 65535")
-        if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):
-            raise InputError(
-                f"workers={workers!r}: use an integer from 1 to {MAX_WORKERS} (the store SCP "
-                "takes 16 associations at once)"
-            )
-        if split not in ("auto", True, False):
-            raise InputError(f"split={split!r}: use 'auto', True or False")
-        for name, value, kind in (
-            ("timeouts", timeouts, Timeouts),
-            ("retry", retry, RetryPolicy),
-            ("store", store, StoreOptions),
-        ):
-            if value is not None and not isinstance(value, kind):
-                raise InputError(f"{name}={value!r}: pass a {kind.__name__}(...)")
         self.model: Model = model
         self.out = Path(out)
         self.port = port
@@ -177,6 +181,7 @@ class AsyncSession:
             ae_title=self.ae_title,
             max_pdu=self.store_options.max_pdu,
             timeouts=self.timeouts,
+            method=method,
         )
         self._closed = False
         self._close_when_done = False
@@ -458,6 +463,41 @@ class AsyncSession:
         if run is None:
             return []
         return run.rows(live=not self._run_done)
+
+
+def _check_options(
+    *,
+    method: object,
+    ae_title: str,
+    move_destination: str | None,
+    model: object,
+    port: object,
+    workers: object,
+    split: object,
+    objects: tuple[tuple[str, object, type], ...],
+) -> None:
+    """Refuse session options of the wrong kind or range (:class:`InputError`)."""
+    if method not in ("move", "get"):
+        raise InputError(f"method={method!r}: use 'move' (C-MOVE) or 'get' (C-GET)")
+    if method == "get" and move_destination not in (None, ae_title):
+        raise InputError(
+            "method='get' retrieves over our own association: it has no move "
+            f"destination (got move_destination={move_destination!r})"
+        )
+    if model not in ("study", "patient"):
+        raise InputError(f"unknown model {model!r}: use 'study' or 'patient'")
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536):
+        raise InputError(f"invalid store port {port!r}: use 0 to 65535")
+    if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):
+        raise InputError(
+            f"workers={workers!r}: use an integer from 1 to {MAX_WORKERS} (the store SCP "
+            "takes 16 associations at once)"
+        )
+    if split not in ("auto", True, False):
+        raise InputError(f"split={split!r}: use 'auto', True or False")
+    for name, value, kind in objects:
+        if value is not None and not isinstance(value, kind):
+            raise InputError(f"{name}={value!r}: pass a {kind.__name__}(...)")
 
 
 def conclude(

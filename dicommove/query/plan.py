@@ -224,8 +224,8 @@ def _frame_queries(frame: pd.DataFrame, model: Model) -> list[tuple[Hashable, Qu
             raise QueryError(
                 "the DataFrame has a PatientID column but no StudyInstanceUID, "
                 "SeriesInstanceUID or SOPInstanceUID column: PatientID is not a key of "
-                "Study Root; add the UIDs (find them with C-FIND: dicommove.find), or use "
-                "model='patient'"
+                "Study Root; pass resolve=True (CLI: --resolve) to find the patients' "
+                "studies with C-FIND, add the UIDs (dicommove.find), or use model='patient'"
             )
         shown = ", ".join(repr(c) for c in list(frame.columns)[:12])
         raise QueryError(

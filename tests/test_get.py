@@ -1,0 +1,172 @@
+"""method="get": C-GET, the instances come back on our own association.
+
+Against the demo PACS, Orthanc 1.10.1 and DCMTK dcmqrscp 3.6.7 (both support C-GET in
+their Debian packages: Orthanc with DicomAlwaysAllowGet, dcmqrscp by default), with an AE
+title none of them knows: C-GET needs no registration and opens no port.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from peers import DcmQrScp, Orthanc, dataset_bytes
+from pydicom import dcmread
+
+import dicommove
+from dicommove import InputError, Query, StoreOptions
+from dicommove.cli import EXIT_OK, main
+from dicommove.testing import DemoPACS
+
+DEMO_COHORT: dict[str, int] = {}
+
+#: An AE title no PACS here knows (C-MOVE to it would fail).
+STRANGER = "NOT-REGISTERED"
+#: An address we cannot listen on (TEST-NET-3): a store SCP started by mistake would fail.
+NO_BIND = StoreOptions(bind="203.0.113.7")
+
+
+@pytest.fixture(autouse=True)
+def _no_faults(demo_pacs: DemoPACS) -> Any:
+    yield
+    demo_pacs.faults.clear()
+
+
+@pytest.fixture(params=["demo", "orthanc", "dcmqrscp"])
+def any_pacs(request: pytest.FixtureRequest, demo_pacs: DemoPACS) -> str:
+    if request.param == "demo":
+        return str(demo_pacs.node)
+    server: Orthanc | DcmQrScp = request.getfixturevalue(request.param)
+    return server.address
+
+
+def get(pacs: str, what: Any, out: Path, **kw: Any) -> pd.DataFrame:
+    kw.setdefault("progress", False)
+    df: pd.DataFrame = dicommove.move(
+        pacs, what, out=out, method="get", ae_title=STRANGER, store=NO_BIND, **kw
+    )
+    return df
+
+
+def assert_intact(df: pd.DataFrame, cohort: pd.DataFrame) -> None:
+    """Each file holds its source's dataset: the same bytes, or (when the PACS chose the
+    other uncompressed transfer syntax of the context, as the demo PACS does) the same
+    elements and values."""
+    source = dict(zip(cohort["SOPInstanceUID"], cohort["path"], strict=True))
+    got = df[df["status"] == "received"]
+    for row in got.itertuples():
+        path, original = str(row.path), source[str(row.SOPInstanceUID)]
+        theirs = dcmread(original)
+        if row.TransferSyntaxUID == theirs.file_meta.TransferSyntaxUID:
+            assert dataset_bytes(path) == dataset_bytes(original)
+        else:
+            ours = dcmread(path)
+            assert ours.file_meta.TransferSyntaxUID == row.TransferSyntaxUID
+            assert ours == theirs
+
+
+def test_studies_by_c_get_arrive_intact_without_registration(
+    any_pacs: str, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    studies = sorted(demo_cohort["StudyInstanceUID"].unique())
+    df = get(any_pacs, studies, tmp_path)
+    assert df["status"].tolist() == ["received"] * len(demo_cohort)
+    assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
+    assert_intact(df, demo_cohort)
+    assert sorted(df["request"].unique()) == list(range(len(studies)))
+    on_disk = [p for p in tmp_path.rglob("*.dcm")]
+    assert len(on_disk) == len(demo_cohort)
+
+
+def test_series_and_image_level(any_pacs: str, demo_cohort: pd.DataFrame, tmp_path: Path) -> None:
+    first = demo_cohort.iloc[0]
+    series = Query.series(first.StudyInstanceUID, first.SeriesInstanceUID)
+    df = get(any_pacs, series, tmp_path / "series")
+    expected = demo_cohort[demo_cohort["SeriesInstanceUID"] == first.SeriesInstanceUID]
+    assert sorted(df["SOPInstanceUID"]) == sorted(expected["SOPInstanceUID"])
+    two = list(expected["SOPInstanceUID"][:2])
+    images = Query.image(first.StudyInstanceUID, first.SeriesInstanceUID, *two)
+    df = get(any_pacs, images, tmp_path / "images")
+    assert sorted(df["SOPInstanceUID"]) == sorted(two)
+    assert set(df["status"]) == {"received"}
+
+
+def test_nothing_matches_is_not_found(any_pacs: str, tmp_path: Path) -> None:
+    df = get(any_pacs, ["1.2.826.0.1.3680043.2.1125.424242.1"], tmp_path, errors="ignore")
+    assert df["status"].tolist() == ["not_found"]
+
+
+def test_a_failed_sub_operation_is_a_row_and_the_rest_arrives(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    rows = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
+    bad = rows["SOPInstanceUID"].iloc[1]
+    demo_pacs.faults.fail_instances = {bad}
+    df = get(str(demo_pacs.node), [study], tmp_path, errors="ignore", split=False)
+    failed = df[df["status"] == "failed"]
+    assert failed["SOPInstanceUID"].tolist() == [bad]
+    assert sorted(df.loc[df["status"] == "received", "SOPInstanceUID"]) == sorted(
+        set(rows["SOPInstanceUID"]) - {bad}
+    )
+
+
+def test_an_abort_mid_c_get_is_retried_for_the_rest(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    demo_pacs.faults.abort_after, demo_pacs.faults.abort_count = 2, 1
+    df = get(str(demo_pacs.node), [study], tmp_path, split=False)
+    expected = demo_cohort.loc[demo_cohort["StudyInstanceUID"] == study, "SOPInstanceUID"]
+    assert sorted(df["SOPInstanceUID"]) == sorted(expected)
+    assert set(df["status"]) == {"received"}
+
+
+def test_a_pacs_that_says_success_while_dropping_instances_gets_missing(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    dropped = demo_cohort.loc[demo_cohort["StudyInstanceUID"] == study, "SOPInstanceUID"].iloc[0]
+    demo_pacs.faults.drop_instances = {dropped}
+    df = get(str(demo_pacs.node), [study], tmp_path, errors="ignore", split=False)
+    assert "missing" in set(df["status"])
+    assert (df["status"] == "received").sum() == 5
+
+
+def test_get_with_tags_durability_instance_and_resume(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    store = StoreOptions(bind="203.0.113.7", durability="instance")
+    df = dicommove.move(
+        demo_pacs.node,
+        [study],
+        out=tmp_path,
+        method="get",
+        store=store,
+        progress=False,
+        tags=["InstanceNumber"],
+    )
+    assert sorted(df["InstanceNumber"]) == [1, 1, 2, 2, 3, 3]
+    for row in df.itertuples():
+        assert dcmread(str(row.path), stop_before_pixels=True).InstanceNumber == row.InstanceNumber
+    again = get(str(demo_pacs.node), [study], tmp_path, resume=True)
+    assert again["reason"].str.contains("earlier run").all()
+
+
+def test_get_refuses_a_move_destination() -> None:
+    with pytest.raises(InputError, match="no move destination"):
+        dicommove.Session("PACS@127.0.0.1:1", method="get", move_destination="ELSEWHERE")
+    with pytest.raises(InputError, match="method='post'"):
+        dicommove.Session("PACS@127.0.0.1:1", method="post")  # type: ignore[arg-type]
+
+
+def test_cli_method_get(orthanc: Orthanc, demo_cohort: pd.DataFrame, tmp_path: Path) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    argv = ["move", orthanc.address, "--method", "get", "--calling-ae-title", STRANGER]
+    argv += ["-q", "QueryRetrieveLevel=STUDY", "-q", f"StudyInstanceUID={study}"]
+    argv += ["--no-progress", "-o", str(tmp_path), "--bind", "203.0.113.7"]
+    assert main(argv) == EXIT_OK
+    assert len(list(tmp_path.rglob("*.dcm"))) == 6
