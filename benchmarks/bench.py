@@ -18,7 +18,10 @@ StudyInstanceUIDs in one identifier) into each receiver, ``--reps`` times, inter
   timed; it is the reference the ratios are given against);
 * ``pynetdicom_movescu``: ``python -m pynetdicom movescu --store``;
 * ``null_storescp``: the ceiling, DCMTK ``movescu`` to ``storescp --ignore``, a receiver that
-  answers every C-STORE and writes nothing: how fast the PACS can send at all.
+  answers every C-STORE and writes nothing: how fast the PACS can send at all;
+* ``dicommove_get``: dicommove at its defaults with ``--method get`` (C-GET: the instances come
+  back on its own association);
+* ``dcmtk_getscu``: DCMTK ``getscu -od DIR`` (C-GET), the reference for ``dicommove_get``.
 
 Every run is verified (file count, SOPInstanceUID set, total dataset bytes, a sample of whole
 datasets); a run that lost anything is a failure, reported and left out of the statistics, and
@@ -103,6 +106,8 @@ RECEIVERS = (
     "dcmtk_storescp",
     "pynetdicom_movescu",
     "null_storescp",
+    "dicommove_get",
+    "dcmtk_getscu",
 )
 #: Not a receiver but a ceiling: stores nothing, so it is checked by the count of C-STOREs.
 CEILING = "null_storescp"
@@ -312,6 +317,11 @@ def make_receivers(args: argparse.Namespace) -> list[Receiver]:
             receivers.append(Receiver(name, name, "PYNETDICOM"))
         elif name == "null_storescp":
             receivers.append(Receiver(name, name, "NULLSCP"))
+        elif name == "dicommove_get":
+            get = {"method": "get"}
+            receivers.append(Receiver(name, "dicommove", "DICOMMOVE-GET", options=get))
+        elif name == "dcmtk_getscu":
+            receivers.append(Receiver(name, name, "GETSCU"))
     for i, (variant, options) in enumerate(args.variant, start=1):
         receivers.append(Receiver(f"dicommove[{variant}]", "dicommove", f"DMV-V{i}", 0, options))
     for rec in receivers:
@@ -403,6 +413,12 @@ def one_run(
             elif rec.kind == "dcmtk_movescu":
                 argv = movescu_argv(pacs, rec.ae, ds)
                 argv[1:1] = ["--port", str(rec.port), "-od", str(out)]
+                result = run_timed(argv, timeout=timeout, env=env, cwd=run_dir, log=logf)
+            elif rec.kind == "dcmtk_getscu":
+                argv = movescu_argv(pacs, rec.ae, ds)
+                argv[0] = str(binary("getscu"))
+                del argv[argv.index("-aem") : argv.index("-aem") + 2]  # C-GET: no destination
+                argv[1:1] = ["-od", str(out)]
                 result = run_timed(argv, timeout=timeout, env=env, cwd=run_dir, log=logf)
             elif rec.kind in ("dcmtk_storescp", "null_storescp"):
                 scp = StoreScp(
