@@ -170,3 +170,24 @@ def test_cli_method_get(orthanc: Orthanc, demo_cohort: pd.DataFrame, tmp_path: P
     argv += ["--no-progress", "-o", str(tmp_path), "--bind", "203.0.113.7"]
     assert main(argv) == EXIT_OK
     assert len(list(tmp_path.rglob("*.dcm"))) == 6
+
+
+def test_a_c_get_never_pauses_reading_its_association(
+    demo_pacs: DemoPACS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C-STOREs come on the C-GET's association: pausing it (as C-MOVE does to read
+    pending responses in bursts) stalls the PACS until the pause ends, per instance."""
+    from dicommove.engine import exchange
+    from dicommove.engine.association import Association
+
+    rests: list[float] = []
+    monkeypatch.setattr(Association, "rest", lambda self, seconds: rests.append(seconds))
+    monkeypatch.setattr(exchange, "_REST_FROM", 1)  # rest from the first pending response
+    study = sorted(demo_pacs_studies(demo_pacs))[0]
+    df = get(str(demo_pacs.node), [study], tmp_path, split=False)
+    assert len(df) == 6 and rests == []
+
+
+def demo_pacs_studies(demo_pacs: DemoPACS) -> list[str]:
+    found = dicommove.find(demo_pacs.node, {"PatientID": "*"}, return_keys=[])
+    return [str(uid) for uid in found["StudyInstanceUID"]]

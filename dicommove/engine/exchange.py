@@ -113,8 +113,10 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
             part.last_activity = run.loop.time()
             if _response(run, part, rsp, syntax, label, allow_split=allow_split):
                 break
-            if (part.remaining or 0) >= _REST_FROM and not assoc.has_messages:
-                assoc.rest(_REST)  # many instances to come: read their responses in bursts
+            if not get and (part.remaining or 0) >= _REST_FROM and not assoc.has_messages:
+                # many instances to come: read their responses in bursts (not with C-GET,
+                # whose C-STOREs come on this association and must be answered at once)
+                assoc.rest(_REST)
     except Aborted as exc:
         part.aborted = f"the association was aborted or the PACS stopped answering ({exc})"
         pool.drop(worker)
