@@ -294,11 +294,11 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     mv.add_argument(
         "--method",
-        choices=("move", "get"),
+        choices=("move", "get", "auto"),
         default="move",
         help="move: C-MOVE to our store SCP (the PACS must know our AE title and port; the "
         "default); get: C-GET, the instances come back on our own association (no port, no "
-        "registration on the PACS)",
+        "registration on the PACS); auto: C-MOVE, then C-GET if the PACS cannot send to us",
     )
     mv.add_argument(
         "--tag",

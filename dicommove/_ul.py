@@ -181,13 +181,17 @@ def encode_abort(source: int = 2, reason: int = 0) -> bytes:
 RELEASE_RP = _pdu(PDU_RELEASE_RP, bytes(4))
 
 
-def decode_command(data: bytes) -> dict[int, bytes]:
+def decode_command(data: bytes, *, strict: bool = True) -> dict[int, bytes]:
     """Decode a command set (Implicit VR Little Endian, group 0000) into raw values by tag.
+
+    ``strict=False`` (responses to our requests) keeps elements of other groups under
+    their whole tag: Orthanc 1.10 puts a failed C-GET's Failed SOP Instance UID List
+    (0008,0058) in the command set of its final response.
 
     Raises
     ------
     ProtocolError
-        If an element overruns the data or is not in group 0000.
+        If an element overruns the data, or (``strict``) is not in group 0000.
     """
     out: dict[int, bytes] = {}
     offset, end = 0, len(data)
@@ -196,7 +200,11 @@ def decode_command(data: bytes) -> dict[int, bytes]:
             raise ProtocolError("truncated command element")
         group, element, length = struct.unpack_from("<HHI", data, offset)
         if group != 0x0000:
-            raise ProtocolError(f"command set element ({group:04X},{element:04X}) not in group 0")
+            if strict:
+                raise ProtocolError(
+                    f"command set element ({group:04X},{element:04X}) not in group 0"
+                )
+            element |= group << 16
         offset += 8
         if offset + length > end:
             raise ProtocolError(f"command element (0000,{element:04X}) overruns the command")

@@ -390,11 +390,13 @@ def summary_rows(
                 f"; {ctx.unrequested} instances arrived that do not match this "
                 "request's keys (see the 'unrequested' rows): the PACS may have ignored a key"
             )
-        elif n_ok == 0:
+        elif n_ok == 0 and ctx.store_address:
             reason += (
                 f"; the PACS could not reach our store SCP at {ctx.store_address} "
                 "(check the address it has for us)"
             )
+        elif n_ok == 0:  # C-GET: nothing came on our own association
+            reason += "; none of them came on the C-GET's association"
     if level == "IMAGE":
         for uid in not_arrived:
             yield {

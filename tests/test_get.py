@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from peers import DcmQrScp, Orthanc, dataset_bytes
 from pydicom import dcmread
+from pydicom.uid import UID
 
 import dicommove
 from dicommove import InputError, Query, StoreOptions
@@ -157,7 +158,7 @@ def test_get_with_tags_durability_instance_and_resume(
 
 
 def test_get_refuses_a_move_destination() -> None:
-    with pytest.raises(InputError, match="no move destination"):
+    with pytest.raises(InputError, match="no other move destination"):
         dicommove.Session("PACS@127.0.0.1:1", method="get", move_destination="ELSEWHERE")
     with pytest.raises(InputError, match="method='post'"):
         dicommove.Session("PACS@127.0.0.1:1", method="post")  # type: ignore[arg-type]
@@ -191,3 +192,114 @@ def test_a_c_get_never_pauses_reading_its_association(
 def demo_pacs_studies(demo_pacs: DemoPACS) -> list[str]:
     found = dicommove.find(demo_pacs.node, {"PatientID": "*"}, return_keys=[])
     return [str(uid) for uid in found["StudyInstanceUID"]]
+
+
+@pytest.mark.parametrize("pacs_name", ["demo", "orthanc", "dcmqrscp"])
+def test_auto_falls_back_to_c_get_when_the_pacs_does_not_know_us(
+    pacs_name: str,
+    request: pytest.FixtureRequest,
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if pacs_name == "demo":
+        address = str(demo_pacs.node)
+    else:
+        server: Orthanc | DcmQrScp = request.getfixturevalue(pacs_name)
+        address = server.address
+    studies = sorted(demo_cohort["StudyInstanceUID"].unique())
+    with caplog.at_level("WARNING", logger="dicommove"):
+        df = dicommove.move(
+            address,
+            studies,
+            out=tmp_path,
+            method="auto",
+            ae_title=STRANGER,
+            port=0,
+            progress=False,
+        )
+    assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
+    assert set(df["status"]) == {"received"}
+    assert "retrieving with C-GET instead" in caplog.text
+
+
+def test_auto_keeps_c_move_when_the_pacs_knows_us(
+    demo_pacs: DemoPACS, store_port: int, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    before = len(demo_pacs.get_requests)
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    df = dicommove.move(
+        demo_pacs.node, [study], out=tmp_path, method="auto", port=store_port, progress=False
+    )
+    assert len(df) == 6 and set(df["status"]) == {"received"}
+    assert len(demo_pacs.get_requests) == before  # no C-GET was sent
+
+
+#: A storage class that no C-GET association of ours proposes.
+UNPROPOSED = "1.2.840.10008.5.1.4.1.1.77.1.5.3"  # Stereometric Relationship Storage
+
+
+@pytest.fixture(scope="module")
+def odd_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A study of two CT instances and one of a class we do not propose for C-GET."""
+    from dicommove.testing import make_cohort
+
+    root = tmp_path_factory.mktemp("odd")
+    cohort = make_cohort(root, patients=1, studies=1, series=1, instances=3, seed=7)
+    odd = Path(cohort["path"].iloc[2])
+    ds = dcmread(odd)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID(UNPROPOSED)
+    ds.save_as(odd)
+    return root, str(cohort["StudyInstanceUID"].iloc[0]), str(ds.SOPInstanceUID)
+
+
+@pytest.mark.parametrize("pacs_name", ["demo", "orthanc", "dcmqrscp"])
+def test_an_instance_of_a_class_not_proposed_is_a_failed_row_without_retries(
+    pacs_name: str, odd_study: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    from peers import ensure_peers_or_skip
+
+    root, study, odd_uid = odd_study
+    files = sorted(root.rglob("*.dcm"))
+    server: Any
+    if pacs_name == "demo":
+        server = DemoPACS(root)
+    elif pacs_name == "orthanc":
+        ensure_peers_or_skip("Orthanc", "echoscu", "storescu")
+        server = Orthanc(tmp_path / "orthanc")
+    else:
+        ensure_peers_or_skip("dcmqrscp", "echoscu", "storescu")
+        server = DcmQrScp(tmp_path / "dcmqrscp")
+    with server:
+        if pacs_name != "demo":
+            server.load(files)
+        address = str(server.node) if pacs_name == "demo" else server.address
+        df = get(address, [study], tmp_path / "out", errors="ignore", split=False)
+        asked = len(server.get_requests) if pacs_name == "demo" else None
+    others = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+    others.discard(odd_uid)
+    received = set(df.loc[df["status"] == "received", "SOPInstanceUID"])
+    failed = df[df["status"] == "failed"]
+    assert odd_uid in set(failed["SOPInstanceUID"])  # named, from the PACS's failed list
+    if pacs_name == "orthanc":
+        # Orthanc 1.10 stops a C-GET at the first instance it cannot send (0xC000): what
+        # it did not send is a request-level failed row, never a silent loss
+        assert received <= others
+        assert received == others or failed["SOPInstanceUID"].isna().any()
+    else:
+        assert received == others
+    assert asked in (None, 1)  # not retried
+
+
+def test_a_c_get_that_brings_nothing_says_so(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
+) -> None:
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    demo_pacs.faults.drop_instances = set(
+        demo_cohort.loc[demo_cohort["StudyInstanceUID"] == study, "SOPInstanceUID"]
+    )
+    df = get(str(demo_pacs.node), [study], tmp_path, errors="ignore", split=False)
+    assert df["status"].tolist() == ["missing"]
+    assert "none of them came on the C-GET's association" in df["reason"][0]
+    assert "store SCP" not in df["reason"][0]

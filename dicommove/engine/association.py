@@ -254,7 +254,7 @@ class Association(asyncio.Protocol):
             if control & 0x01:
                 self._command += data
                 if control & 0x02:
-                    decoded = _ul.decode_command(bytes(self._command))
+                    decoded = _ul.decode_command(bytes(self._command), strict=False)
                     self._command.clear()
                     if _ul.command_us(decoded, 0x0100) == _ul.C_STORE_RQ:
                         self._begin_store(decoded, context_id)

@@ -126,12 +126,31 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
         return Attempt(Next.SPLIT)
     if part.cancelled or part.timed_out:
         return FINISHED  # we stopped it ourselves: no retry
-    await check_destination(run, part, worker)
+    # method="auto": a C-MOVE that shows the PACS cannot send to us is asked again by C-GET
+    fall_back = run.method_choice == "auto" and not get and run.moved == 0
+    try:
+        if fall_back and _aborted_first(part):
+            raise MoveDestinationUnknown(f"{run.pacs} aborted the C-MOVE before any instance")
+        await check_destination(run, part, worker, get=get)
+    except MoveDestinationUnknown as exc:
+        if not fall_back:
+            raise
+        if run.method == "move":
+            logger.warning("C-MOVE did not work (%s): retrieving with C-GET instead", exc)
+            run.use_get()
+        return await move_once(run, part, worker, allow_split=allow_split)
     if part.aborted and not part.matched_nothing:
         return Attempt(Next.RETRY, part.aborted)
-    if part.final_status == st.OUT_OF_RESOURCES_SUBOPERATIONS:
+    # 0xA702 is transient for a C-MOVE; a C-GET's failed sub-operations are ours to receive
+    # (a class not negotiated): asking again fails again
+    if part.final_status == st.OUT_OF_RESOURCES_SUBOPERATIONS and not (get and part.failed):
         return Attempt(Next.RETRY, st.describe(part.final_status))
     return FINISHED
+
+
+def _aborted_first(part: Part) -> bool:
+    """Whether a C-MOVE was aborted before it moved anything."""
+    return bool(part.aborted) and not part.cancelled and part.completed == 0
 
 
 def _on_wake(run: Run, part: Part, assoc: Association, worker: int, cx_id: int) -> bool:
@@ -183,16 +202,17 @@ def _response(
         return False
     part.final_status = code
     part.error_comment = rsp.text(0x0902)
+    failed = rsp.text(_FAILED_LIST)  # Orthanc 1.10 sends it in the command set (C-GET)
     if rsp.dataset:
         from .._header import read_elements
 
         found = read_elements(rsp.dataset, syntax, frozenset({_FAILED_LIST})) or {}
-        failed = found.get(_FAILED_LIST, "")
-        part.failed_uids = [u.strip() for u in failed.split("\\") if u.strip()]
+        failed = found.get(_FAILED_LIST, "") or failed
+    part.failed_uids = [u.strip() for u in failed.split("\\") if u.strip()]
     return True
 
 
-async def check_destination(run: Run, part: Part, worker: int) -> None:
+async def check_destination(run: Run, part: Part, worker: int, *, get: bool = False) -> None:
     """Raise MoveDestinationUnknown when the PACS evidently cannot use our destination.
 
     A part that fails (abort or 0xCxxx) before counting any sub-operation is checked
@@ -202,7 +222,7 @@ async def check_destination(run: Run, part: Part, worker: int) -> None:
     problem.
     """
     code = part.final_status
-    if run.method == "get":  # no destination: only tell "nothing matches" apart
+    if get:  # a C-GET has no destination: only tell "nothing matches" apart
         if part.expected == 0 and (code is None or 0xC000 <= code <= 0xCFFF):
             part.matched_nothing = await run.finder.count(worker, part.query) == 0
         return
@@ -213,7 +233,10 @@ async def check_destination(run: Run, part: Part, worker: int) -> None:
         if matches == 0:
             part.matched_nothing = True
             return
-        if matches is None or run.delivered(part):
+        # instances of this move did arrive by C-MOVE: the destination works (with "auto",
+        # the ones C-GET brought say nothing about it)
+        moved = run.moved > 0 if run.method_choice == "auto" else run.delivered(part)
+        if matches is None or moved:
             return
         why = (
             f"it answered {st.describe(code)} before sending any of the {matches} "

@@ -34,6 +34,7 @@ ECHO = -1
 FIND = -2
 _SERVICES = [_sop.VERIFICATION, *_sop.MOVE.values(), *_sop.FIND.values()]
 _GET_SERVICES = [_sop.VERIFICATION, *_sop.GET.values(), *_sop.FIND.values()]
+_BOTH = [_sop.VERIFICATION, *_sop.MOVE.values(), *_sop.GET.values(), *_sop.FIND.values()]
 
 #: A-ASSOCIATE-RJ (source, reason) -> meaning (PS3.8 9.3.4).
 _REJECT_REASONS = {
@@ -61,9 +62,10 @@ class Pool:
         The largest PDU we receive (announced).
     timeouts : Timeouts
         Connect, ACSE and DIMSE timeouts.
-    method : {"move", "get"}
+    method : {"move", "get", "auto"}
         ``"get"``: the associations propose C-GET and, with the Storage SCP role, the
-        storage classes of :data:`dicommove._sop.GET_STORAGE_CLASSES` instead of C-MOVE.
+        storage classes of :data:`dicommove._sop.GET_STORAGE_CLASSES` instead of C-MOVE;
+        ``"auto"``: both (one storage class fewer: 128 presentation contexts at most).
     """
 
     def __init__(
@@ -73,15 +75,17 @@ class Pool:
         ae_title: str,
         max_pdu: int,
         timeouts: Timeouts,
-        method: Literal["move", "get"] = "move",
+        method: Literal["move", "get", "auto"] = "move",
     ) -> None:
         self.pacs = pacs
         self.ae_title = ae_title
         self.max_pdu = max_pdu
         self.timeouts = timeouts
         self.method = method
-        self._services = _GET_SERVICES if method == "get" else _SERVICES
-        self._storage = _sop.GET_STORAGE_CLASSES if method == "get" else ()
+        self._services = {"move": _SERVICES, "get": _GET_SERVICES, "auto": _BOTH}[method]
+        # 128 presentation contexts at most: the services, then as many storage classes
+        room = 128 - len(self._services)
+        self._storage = _sop.GET_STORAGE_CLASSES[:room] if method != "move" else ()
         self._store: GetStore | None = None
         self._assocs: dict[int, Association] = {}
         self._message_ids = 0
@@ -199,9 +203,14 @@ class Pool:
         """
         found = assoc.contexts.get(sop_class)
         if found is None:
+            other = ""
+            if sop_class in _sop.GET.values():
+                other = ", or retrieve with C-MOVE (method='move', --method move)"
+            elif sop_class in _sop.MOVE.values():
+                other = ", or retrieve with C-GET (method='get', --method get)"
             raise AssociationAborted(
                 f"{self.pacs} does not support {_sop.NAMES.get(sop_class, sop_class)}: "
-                "check the model (-S/-P) and the PACS's services"
+                f"check the model (-S/-P) and the PACS's services{other}"
             )
         return found
 

@@ -159,7 +159,10 @@ class Run:
         self.workers = session.workers
         self.split = session.split
         self.move_destination = session.move_destination
-        self.method = session.method
+        #: "move" or "get"; with method="auto" it starts as "move" (see :meth:`use_get`)
+        self.method_choice = session.method
+        self.method = "get" if session.method == "get" else "move"
+        self.moved = 0  # instances that came by C-MOVE, to our store SCP
         self.local_destination = session.local_destination
         self.stats = stats
         self.reporter = reporter
@@ -320,6 +323,17 @@ class Run:
         self._ticker = self.loop.call_later(_TICK, self._tick)
 
     # -- parts and requests --------------------------------------------------------
+    def on_moved_instance(self, rec: Received) -> None:
+        """:meth:`on_instance` for the store SCP: counts what C-MOVE delivered."""
+        self.moved += 1
+        self.on_instance(rec)
+
+    def use_get(self) -> None:
+        """Retrieve with C-GET from now on (``method="auto"``, after C-MOVE failed)."""
+        self.method = "get"
+        if self.store is not None:
+            self.pool.use_store(GetStore(self, self.store))
+
     def part_started(self, part: Part) -> None:
         """Note that a part's C-MOVE is being sent."""
         self.router.activate(part)
@@ -461,7 +475,7 @@ class Run:
             local_destination=self.local_destination,
             stop=self.stop,
             failure=str(failure) if failure is not None else "",
-            store_address=self.store_address(),
+            store_address=self.store_address() if self.method == "move" else "",
             unrequested=self.unrequested,
         )
 

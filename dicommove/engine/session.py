@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..query.find import FindRequest
     from ..scp import StoreSCP
 
-__all__ = ["AsyncSession", "Progress", "SessionOptions", "conclude"]
+__all__ = ["AsyncSession", "Progress", "SessionOptions", "conclude", "verb"]
 
 logger = logging.getLogger("dicommove")
 
@@ -68,7 +68,7 @@ class SessionOptions(TypedDict, total=False):
     retry: RetryPolicy | None
     store: StoreOptions | None
     tags: Sequence[str] | None
-    method: Literal["move", "get"]
+    method: Literal["move", "get", "auto"]
 
 
 class AsyncSession:
@@ -112,6 +112,9 @@ class AsyncSession:
         title and port). ``"get"``: C-GET, the instances come back on our own
         association: no port, no registration on the PACS (see
         :data:`dicommove._sop.GET_STORAGE_CLASSES` for the storage classes proposed).
+        ``"auto"``: C-MOVE, and C-GET from the first request that shows the PACS cannot
+        send to our AE title (0xA801, the way Orthanc says so, or an abort before any
+        instance), with a warning in the log.
     tags : list of str, optional
         Header elements to add to the manifest as columns, by keyword (e.g.
         ``["Modality", "SeriesDescription", "InstanceNumber"]``), read from each
@@ -140,7 +143,7 @@ class AsyncSession:
         retry: RetryPolicy | None = None,
         store: StoreOptions | None = None,
         tags: Sequence[str] | None = None,
-        method: Literal["move", "get"] = "move",
+        method: Literal["move", "get", "auto"] = "move",
     ) -> None:
         self.pacs = Node.parse(pacs)
         _check_options(
@@ -157,7 +160,7 @@ class AsyncSession:
                 ("store", store, StoreOptions),
             ),
         )
-        self.method: Literal["move", "get"] = method
+        self.method: Literal["move", "get", "auto"] = method
         self.ae_title = validate_ae_title(ae_title, what="calling AE title")
         self.move_destination = validate_ae_title(
             move_destination or self.ae_title, what="move destination AE title"
@@ -252,7 +255,7 @@ class AsyncSession:
             ae_title=self.ae_title,
             host=self.bind,
             port=self.port,
-            on_instance=run.on_instance,
+            on_instance=run.on_moved_instance,
             accept=run.accept,
             allowed_calling_aes=allowed,
             allowed_hosts=options.allowed_hosts,
@@ -416,7 +419,9 @@ class AsyncSession:
         self.check_move(errors=errors, resume=resume, deadline=deadline)
         planned, unresolved = await self.prepare(what, strict=strict, batch=batch, resolve=resolve)
         stats = MoveStats(len(planned))
-        reporter = make_reporter(progress, stats, desc=f"C-MOVE from {self.pacs.ae_title}")
+        reporter = make_reporter(
+            progress, stats, desc=f"{verb(self.method)} from {self.pacs.ae_title}"
+        )
         task = asyncio.ensure_future(
             self.run(
                 planned,
@@ -465,6 +470,11 @@ class AsyncSession:
         return run.rows(live=not self._run_done)
 
 
+def verb(method: str) -> str:
+    """Return the progress bar's word for a session's retrieve method."""
+    return {"get": "C-GET", "auto": "Retrieve"}.get(method, "C-MOVE")
+
+
 def _check_options(
     *,
     method: object,
@@ -477,12 +487,15 @@ def _check_options(
     objects: tuple[tuple[str, object, type], ...],
 ) -> None:
     """Refuse session options of the wrong kind or range (:class:`InputError`)."""
-    if method not in ("move", "get"):
-        raise InputError(f"method={method!r}: use 'move' (C-MOVE) or 'get' (C-GET)")
-    if method == "get" and move_destination not in (None, ae_title):
+    if method not in ("move", "get", "auto"):
         raise InputError(
-            "method='get' retrieves over our own association: it has no move "
-            f"destination (got move_destination={move_destination!r})"
+            f"method={method!r}: use 'move' (C-MOVE), 'get' (C-GET) or 'auto' (C-MOVE, "
+            "and C-GET when the PACS cannot send to us)"
+        )
+    if method != "move" and move_destination not in (None, ae_title):
+        raise InputError(
+            f"method={method!r} retrieves over our own association when C-GET is used: it "
+            f"takes no other move destination (got move_destination={move_destination!r})"
         )
     if model not in ("study", "patient"):
         raise InputError(f"unknown model {model!r}: use 'study' or 'patient'")

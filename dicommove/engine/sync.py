@@ -25,7 +25,7 @@ from ..progress import MoveStats, make_reporter
 from ..rows import Stop
 from .job import MoveJob
 from .run import MoveResult
-from .session import AsyncSession, Progress, SessionOptions, conclude
+from .session import AsyncSession, Progress, SessionOptions, conclude, verb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -271,7 +271,7 @@ class Session:
         s.check_move(errors=errors, resume=resume, deadline=deadline)
         planned, unresolved = self._prepare(what, strict=strict, batch=batch, resolve=resolve)
         stats = MoveStats(len(planned))
-        reporter = make_reporter(progress, stats, desc=f"C-MOVE from {s.pacs.ae_title}")
+        reporter = make_reporter(progress, stats, desc=f"{verb(s.method)} from {s.pacs.ae_title}")
         lt = loop_thread()
         result, interrupted = _run_interruptible(
             lt,
@@ -334,7 +334,7 @@ class Session:
         # and its Cancel button works because the kernel stays free.
         stats = MoveStats(len(planned))
         reporter = make_reporter(
-            progress, stats, desc=f"C-MOVE from {s.pacs.ae_title}", on_cancel=self.cancel
+            progress, stats, desc=f"{verb(s.method)} from {s.pacs.ae_title}", on_cancel=self.cancel
         )
 
         async def run() -> MoveResult:
