@@ -43,6 +43,20 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
+def _inflated_prefix(data: bytes | bytearray, complete: bool) -> tuple[bytes, bool] | None:
+    """Inflate at most 64 KiB of a deflated dataset (a deflate bomb never expands in memory).
+
+    Returns the inflated bytes and whether they are the whole dataset; ``None`` when
+    the data does not inflate.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(bytes(data), _INFLATE_LIMIT)
+    except zlib.error:
+        return None
+    return inflated, complete and inflater.eof
+
+
 class _Short(Exception):
     """The buffer ends before the parse does (or the data is not parseable here)."""
 
@@ -119,14 +133,8 @@ def read_header(
         Tag -> text (``""`` when absent); ``None`` when this parser cannot tell.
     """
     if transfer_syntax in DEFLATED:
-        # Inflate only a bounded prefix: a deflate bomb never expands in memory.
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        try:
-            inflated = inflater.decompress(bytes(data), _INFLATE_LIMIT)
-        except zlib.error:
-            return None
-        whole = complete and inflater.eof
-        return read_header(inflated, "1.2.840.10008.1.2.1", complete=whole)
+        prefix = _inflated_prefix(data, complete)
+        return None if prefix is None else read_header(prefix[0], _EXPLICIT_LE, complete=prefix[1])
     if transfer_syntax == _EXPLICIT_LE:
         return _read_explicit_le(data, complete)
     reader = _Reader(data, transfer_syntax)
@@ -286,13 +294,10 @@ def read_tags(
         the whole dataset), or cannot be parsed here: read the file instead.
     """
     if transfer_syntax in DEFLATED:
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        try:
-            inflated = inflater.decompress(bytes(data), _INFLATE_LIMIT)
-        except zlib.error:
-            return None
-        whole = complete and inflater.eof
-        return read_tags(inflated, _EXPLICIT_LE, vrs, complete=whole)
+        prefix = _inflated_prefix(data, complete)
+        return (
+            None if prefix is None else read_tags(prefix[0], _EXPLICIT_LE, vrs, complete=prefix[1])
+        )
     reader = _Reader(data, transfer_syntax)
     tags = vrs.keys()
     last = max([*tags, _CHARSET])

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .errors import DicomMoveError
+    from .query import Model
 
 __all__ = [
     "EXIT_DEADLINE",
@@ -117,27 +118,16 @@ def _max_pdu(value: int) -> int:
 
 def _cmd_move(args: argparse.Namespace) -> int:
     from . import _api
-    from .errors import DicomMoveError, InputError
+    from .errors import DicomMoveError
     from .options import RetryPolicy, StoreOptions, Timeouts
-    from .query import Model, Query
+    from .query import Query
 
     model: Model = args.model or "study"
-    what: Any
-    if args.cohort:
-        if args.file or args.query_file or args.queries:
-            raise InputError("give either --cohort CSV or a query (QUERY.dcm, --query-file, -q)")
-        what = _read_cohort(Path(args.cohort))
-    else:
-        if not (args.file or args.query_file or args.queries):
-            raise InputError(
-                "query not specified: give QUERY.dcm, --query-file F, -q SEL=VAL or --cohort CSV"
-            )
-        what = Query.from_sources(
-            dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
-        )
-        if not any(tag == 0x00080052 for tag, _ in what.elements) and not args.resolve:
-            # no QueryRetrieveLevel given: infer it from the most specific unique key
-            what = Query.from_keys(what.keys, model=model)
+    what = _what(args, model, "give QUERY.dcm, --query-file F, -q SEL=VAL or --cohort CSV")
+    no_level = isinstance(what, Query) and all(tag != 0x00080052 for tag, _ in what.elements)
+    if no_level and not args.resolve:
+        # no QueryRetrieveLevel given: infer it from the most specific unique key
+        what = Query.from_keys(what.keys, model=model)
     out = Path(args.out_dir)
     manifest_path = Path(args.manifest) if args.manifest else out / MANIFEST_NAME
     store = StoreOptions(
@@ -188,6 +178,22 @@ def _cmd_move(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _what(args: argparse.Namespace, model: Model, hint: str) -> Any:
+    """Return what a command asks about: the --cohort CSV, or the query of its sources."""
+    from .errors import InputError
+    from .query import Query
+
+    if args.cohort:
+        if args.file or args.query_file or args.queries:
+            raise InputError("give either --cohort CSV or a query (QUERY.dcm, --query-file, -q)")
+        return _read_cohort(Path(args.cohort))
+    if not (args.file or args.query_file or args.queries):
+        raise InputError(f"query not specified: {hint}")
+    return Query.from_sources(
+        dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
+    )
+
+
 def _read_cohort(path: Path) -> pd.DataFrame:
     """Read a cohort CSV: every column as text, empty cells empty (not NaN)."""
     import pandas as pd
@@ -222,25 +228,15 @@ def _report(rows: Sequence[Mapping[str, Any]], manifest_path: Path) -> None:
 
 def _cmd_find(args: argparse.Namespace) -> int:
     from . import _api
-    from .errors import FindError, InputError
+    from .errors import FindError
     from .options import StoreOptions, Timeouts
-    from .query import Model, Query
 
     model: Model = args.model or "study"
-    what: Any
-    if args.cohort:
-        if args.file or args.query_file or args.queries:
-            raise InputError("give either --cohort CSV or a query (QUERY.dcm, --query-file, -q)")
-        what = _read_cohort(Path(args.cohort))
-    else:
-        if not (args.file or args.query_file or args.queries):
-            raise InputError(
-                "query not specified: give -q SEL=VAL (e.g. -q AccessionNumber=A123), "
-                "QUERY.dcm, --query-file F or --cohort CSV"
-            )
-        what = Query.from_sources(
-            dataset_file=args.file, query_file=args.query_file, selectors=args.queries, model=model
-        )
+    what = _what(
+        args,
+        model,
+        "give -q SEL=VAL (e.g. -q AccessionNumber=A123), QUERY.dcm, --query-file F or --cohort CSV",
+    )
     try:
         df = _api.find(
             _pacs_address(args),
