@@ -309,6 +309,12 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         "InstanceNumber), read from each instance as it is received; repeatable",
     )
     mv.add_argument(
+        "--verify",
+        action="store_true",
+        help="list each request's instances with C-FIND first; each one that does not arrive "
+        "is a missing row naming it, and is asked for again",
+    )
+    mv.add_argument(
         "--resolve",
         action="store_true",
         help="find the UIDs of a query or --cohort rows that carry other keys (AccessionNumber, "

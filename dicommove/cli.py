@@ -160,6 +160,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
             batch=args.batch,
             tags=args.tags,
             method=args.method,
+            verify=args.verify,
             timeouts=Timeouts(dimse=args.timeout, inactivity=args.timeout),
             retry=RetryPolicy(retries=args.retries),
             store=store,

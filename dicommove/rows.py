@@ -104,6 +104,8 @@ class RequestOutcome:
     timed_out: str = ""
     cancelled: bool = False
     matched_nothing: bool = False
+    #: ``verify=True``: SOPInstanceUID -> SeriesInstanceUID of what the PACS's C-FIND listed
+    expected: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -243,9 +245,37 @@ def request_rows(
     for row in instance_rows(out, arrivals):
         yield labelled(out, row)
     if not out.resumed:
+        named = missing_rows(out, recorded)
         for row in summary_rows(out, tally, ctx, recorded.__contains__):
+            if (
+                named
+                and row["status"] in ("missing", "not_found")
+                and not row.get("SOPInstanceUID")
+            ):
+                continue  # the instances are named below, one row each
+            yield labelled(out, row)
+        for row in named:
             yield labelled(out, row)
     yield from duplicate_rows(out)
+
+
+def missing_rows(out: RequestOutcome, recorded: set[str]) -> list[dict[str, Any]]:
+    """``verify=True``: a ``missing`` row for each listed instance that did not arrive."""
+    if not out.expected:
+        return []
+    failed = set(out.failed_uids)  # those have rows of their own
+    base = request_base(out)
+    return [
+        {
+            **base,
+            "SeriesInstanceUID": series or None,
+            "SOPInstanceUID": sop,
+            "status": "missing",
+            "reason": "listed by the PACS's C-FIND before the move (verify=True), never arrived",
+        }
+        for sop, series in out.expected.items()
+        if sop not in recorded and sop not in failed
+    ]
 
 
 def instance_rows(out: RequestOutcome, arrivals: Sequence[Arrival]) -> Iterator[dict[str, Any]]:

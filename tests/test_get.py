@@ -303,3 +303,44 @@ def test_a_c_get_that_brings_nothing_says_so(
     assert df["status"].tolist() == ["missing"]
     assert "none of them came on the C-GET's association" in df["reason"][0]
     assert "store SCP" not in df["reason"][0]
+
+
+def test_auto_without_c_get_at_the_pacs_reports_the_destination(tmp_path: Path) -> None:
+    """A PACS that offers C-MOVE only: no C-GET to fall back on, the destination error stays."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelMove,
+        Verification,
+    )
+
+    from dicommove import MoveDestinationUnknown
+    from dicommove.testing.peers import free_port
+
+    def on_move(event: Any) -> Any:
+        yield None, None  # pynetdicom: "move destination unknown" (0xA801)
+
+    ae = AE(ae_title="MOVEONLY")
+    for cx in (
+        Verification,
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelMove,
+    ):
+        ae.add_supported_context(cx)
+    port = free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_MOVE, on_move)]
+    )
+    assert server is not None
+    try:
+        with pytest.raises(MoveDestinationUnknown, match="0xA801"):
+            dicommove.move(
+                f"MOVEONLY@127.0.0.1:{port}",
+                ["1.2.826.0.1.3680043.2.1125.1"],
+                out=tmp_path,
+                method="auto",
+                port=0,
+                progress=False,
+            )
+    finally:
+        server.shutdown()

@@ -78,8 +78,17 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
     pool = run.pool
     assoc = await pool.get(worker)
     query = part.query
+    model = query.information_model
+    if (
+        run.method == "move"
+        and run.method_choice == "auto"
+        and _sop.MOVE[model] not in (assoc.contexts)
+        and _sop.GET[model] in assoc.contexts
+    ):
+        logger.warning("%s does not offer C-MOVE: retrieving with C-GET instead", run.pacs)
+        run.use_get()
     get = run.method == "get"
-    sop_class = (_sop.GET if get else _sop.MOVE)[query.information_model]
+    sop_class = (_sop.GET if get else _sop.MOVE)[model]
     cx_id, syntax = pool.context(assoc, sop_class)
     identifier = encode_identifier(query, implicit=syntax == _sop.IMPLICIT_VR_LE)
     now = run.loop.time()
@@ -129,12 +138,12 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
     # method="auto": a C-MOVE that shows the PACS cannot send to us is asked again by C-GET
     fall_back = run.method_choice == "auto" and not get and run.moved == 0
     try:
-        if fall_back and _aborted_first(part):
+        if fall_back and _aborted_first(part) and part.attempts >= 2:  # twice: not a hiccup
             raise MoveDestinationUnknown(f"{run.pacs} aborted the C-MOVE before any instance")
         await check_destination(run, part, worker, get=get)
     except MoveDestinationUnknown as exc:
-        if not fall_back:
-            raise
+        if not fall_back or _sop.GET[model] not in assoc.contexts:
+            raise  # no C-GET to fall back on: the destination is what to fix
         if run.method == "move":
             logger.warning("C-MOVE did not work (%s): retrieving with C-GET instead", exc)
             run.use_get()

@@ -193,6 +193,48 @@ class Finder:
                         sizes.append(_count(ds.get(tg.NUMBER_OF_SERIES_RELATED_INSTANCES)))
         return parts
 
+    async def instances(self, worker: int, query: Query) -> dict[str, str] | None:
+        """List a request's instances (``verify=True``): SOPInstanceUID -> SeriesInstanceUID.
+
+        IMAGE requests list their own UIDs; the others are listed series by series with
+        IMAGE-level C-FINDs (which a hierarchical PACS such as dcmqrscp needs). ``None``
+        when a C-FIND fails.
+        """
+        level = query.level
+        if level == "IMAGE":
+            series = str(query.get("SeriesInstanceUID") or "")
+            return dict.fromkeys(query.retrieve_uids(), series)
+        if level == "SERIES":
+            study = _values(str(query.get("StudyInstanceUID") or ""))
+            if len(study) != 1:
+                return None
+            keys: list[tuple[int, Value]] = [
+                (tg.QUERY_RETRIEVE_LEVEL, "SERIES"),
+                (tg.STUDY_INSTANCE_UID, study[0]),
+            ]
+            if query.information_model == "patient":
+                keys.append((tg.PATIENT_ID, query.get("PatientID")))
+            parts = [
+                Query((*keys, (tg.SERIES_INSTANCE_UID, uid)), query.information_model)
+                for uid in query.retrieve_uids()
+            ]
+        else:
+            found_series = await self.series_of(worker, query)
+            if found_series is None:
+                return None
+            parts = found_series
+        listed: dict[str, str] = {}
+        for part in parts:
+            images = part.set(tg.QUERY_RETRIEVE_LEVEL, "IMAGE").set(tg.SOP_INSTANCE_UID, "")
+            found = await self.find(worker, images)
+            if found is None:
+                return None
+            series = str(part.get("SeriesInstanceUID") or "")
+            listed.update(
+                (ds[tg.SOP_INSTANCE_UID], series) for ds in found if ds.get(tg.SOP_INSTANCE_UID)
+            )
+        return listed
+
     async def remaining(
         self,
         worker: int,

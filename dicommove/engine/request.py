@@ -129,6 +129,8 @@ class RequestState:
     finished: bool = False
     announced: bool = False  # shown in the progress display
     tally: Tally = field(init=False)
+    #: verify=True: SOPInstanceUID -> SeriesInstanceUID listed by C-FIND before the move
+    expected: dict[str, str] | None = None
     keys: tuple[tuple[str, frozenset[str]], ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -169,6 +171,7 @@ class RequestState:
             sources=planned.sources,
             duplicates=planned.duplicates,
             resumed=self.resumed,
+            expected=self.expected,
         )
         answered = [
             p

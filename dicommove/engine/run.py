@@ -29,7 +29,6 @@ from ..journal import Journal, file_ok, request_key
 from ..progress import MoveStats, Reporter
 from ..query import Planned
 from ..rows import (
-    ARRIVED,
     Arrival,
     RunContext,
     Stop,
@@ -45,7 +44,7 @@ from .exchange import due
 from .find import Finder
 from .getstore import GetStore
 from .request import Part, Phase, RequestState, label_of
-from .router import Router, matches
+from .router import Router
 from .scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -163,6 +162,7 @@ class Run:
         self.method_choice = session.method
         self.method = "get" if session.method == "get" else "move"
         self.moved = 0  # instances that came by C-MOVE, to our store SCP
+        self.verify = session.verify
         self.local_destination = session.local_destination
         self.stats = stats
         self.reporter = reporter
@@ -441,27 +441,6 @@ class Run:
                 )
             )
 
-    # -- reading back ------------------------------------------------------------
-    def arrived(self, part: Part) -> dict[str, set[str]]:
-        """SeriesInstanceUID -> SOP Instance UIDs on disk for ``part`` (read from the journal)."""
-        found: dict[str, set[str]] = defaultdict(set)
-        if self.journal is None:
-            return found
-        key = part.request.key
-        for rec_key, a in self.journal.arrivals():
-            if rec_key == key and a.status in ARRIVED and matches(part.query, _received(a)):
-                found[a.series].add(a.sop)
-        return found
-
-    def needs_remaining(self, part: Part) -> bool:
-        """Whether some of ``part``'s instances are here already (ask only for the rest)."""
-        tally = part.request.tally
-        if not tally.n_ok or part.query.level == "IMAGE":
-            return False
-        seen = {"PATIENT": tally.patients, "STUDY": tally.studies, "SERIES": tally.series}
-        where = seen.get(part.query.level or "", set())
-        return any(uid in where for uid in part.query.retrieve_uids())
-
     def store_address(self) -> str:
         """Our store SCP as the PACS should reach it."""
         host = self.session.bind or self.pool.local_address
@@ -475,7 +454,7 @@ class Run:
             local_destination=self.local_destination,
             stop=self.stop,
             failure=str(failure) if failure is not None else "",
-            store_address=self.store_address() if self.method == "move" else "",
+            store_address=self.store_address() if self.method_choice != "get" else "",
             unrequested=self.unrequested,
         )
 

@@ -29,6 +29,8 @@ from .. import _tags as tg
 from ..errors import AssociationAborted, AssociationRejected, ConnectError, DicomMoveError
 from ..rows import Stop
 from .exchange import move_once
+from .ondisk import arrived as on_disk
+from .ondisk import needs_remaining, unverified
 from .request import Next, Part, Phase
 
 if TYPE_CHECKING:
@@ -150,10 +152,13 @@ class Scheduler:
                     await run.pool.get(worker)
                 except AssociationAborted as exc:  # reset or closed during set-up: transient
                     raise _SetupAborted(str(exc)) from exc
-                if part.asks_remaining or run.needs_remaining(part):
+                if part.asks_remaining or needs_remaining(part):
                     part.asks_remaining = False
                     if await self._ask_remaining(part, worker):
                         return
+                if run.verify and part.request.expected is None:
+                    listed = await run.finder.instances(worker, part.request.query)
+                    part.request.expected = listed if listed is not None else {}
                 if self._should_split(part) and await self._split(part, worker):
                     return
                 attempt = await move_once(run, part, worker)
@@ -161,6 +166,8 @@ class Scheduler:
                     await self._overflow(part, worker)
                     return
                 transient = attempt.reason if attempt.next is Next.RETRY else ""
+                if not transient and run.verify and (missing := unverified(run, part)):
+                    transient = f"{missing} instances listed by C-FIND did not arrive (verify)"
             except (ConnectError, _SetupAborted) as exc:
                 if self._others_connected(worker):
                     raise _Retire from exc
@@ -197,7 +204,7 @@ class Scheduler:
     async def _ask_remaining(self, part: Part, worker: int) -> bool:
         """Ask only for what has not arrived; return whether the part is done or replaced."""
         run = self.run
-        arrived = run.arrived(part)
+        arrived = on_disk(run, part)
         queries = await run.finder.remaining(worker, part.query, arrived)
         if queries is None:
             return False  # ask again for the whole part
@@ -262,7 +269,7 @@ class Scheduler:
             "response can count; moving it series by series (C-FIND)",
             part.query,
         )
-        queries = await run.finder.remaining(worker, part.query, run.arrived(part), whole=True)
+        queries = await run.finder.remaining(worker, part.query, on_disk(run, part), whole=True)
         if queries is None:
             part.aborted = (
                 "the PACS announced 65,535 or more sub-operations, and its series could not "

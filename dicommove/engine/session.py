@@ -69,6 +69,7 @@ class SessionOptions(TypedDict, total=False):
     store: StoreOptions | None
     tags: Sequence[str] | None
     method: Literal["move", "get", "auto"]
+    verify: bool
 
 
 class AsyncSession:
@@ -107,7 +108,7 @@ class AsyncSession:
         Retries after transient failures.
     store : StoreOptions, optional
         The store SCP's bind address, PDU size, allow-lists and durability.
-    method : {"move", "get"}
+    method : {"move", "get", "auto"}
         ``"move"`` (default): C-MOVE to our embedded store SCP (the PACS must know our AE
         title and port). ``"get"``: C-GET, the instances come back on our own
         association: no port, no registration on the PACS (see
@@ -115,6 +116,12 @@ class AsyncSession:
         ``"auto"``: C-MOVE, and C-GET from the first request that shows the PACS cannot
         send to our AE title (0xA801, the way Orthanc says so, or an abort before any
         instance), with a warning in the log.
+    verify : bool
+        Before moving, list each request's instances with IMAGE-level C-FINDs; after
+        it, each listed instance that did not arrive is a ``missing`` row naming its
+        SOPInstanceUID (a PACS that answers Success while sending fewer, or nothing, is
+        caught by name), and a request that misses some is asked again for exactly those
+        (``RetryPolicy``).
     tags : list of str, optional
         Header elements to add to the manifest as columns, by keyword (e.g.
         ``["Modality", "SeriesDescription", "InstanceNumber"]``), read from each
@@ -144,8 +151,12 @@ class AsyncSession:
         store: StoreOptions | None = None,
         tags: Sequence[str] | None = None,
         method: Literal["move", "get", "auto"] = "move",
+        verify: bool = False,
     ) -> None:
         self.pacs = Node.parse(pacs)
+        if not isinstance(verify, bool):
+            raise InputError(f"verify={verify!r}: use True or False")
+        self.verify = verify
         _check_options(
             method=method,
             ae_title=ae_title,
@@ -242,30 +253,7 @@ class AsyncSession:
 
     def new_scp(self, store: InstanceStore, run: Run) -> StoreSCP:
         """Return the store SCP of one move, calling back into ``run``."""
-        from ..scp import StoreSCP
-
-        allowed: frozenset[str] | None = None
-        if self.pacs.ae_title != DEFAULT_CALLED_AE:
-            allowed = frozenset({self.pacs.ae_title}) | self.store_options.calling_aes
-        else:
-            logger.info("the PACS address names no AE title: the store SCP accepts any calling AE")
-        options = self.store_options
-        scp = StoreSCP(
-            store,
-            ae_title=self.ae_title,
-            host=self.bind,
-            port=self.port,
-            on_instance=run.on_moved_instance,
-            accept=run.accept,
-            allowed_calling_aes=allowed,
-            allowed_hosts=options.allowed_hosts,
-            max_pdu=options.max_pdu,
-            network_timeout=self.timeouts.network,
-            acse_timeout=self.timeouts.acse,
-            accept_unknown_sop_classes=options.accept_unknown_sop_classes,
-            max_associations=options.max_associations,
-        )
-        return scp
+        return _store_scp(self, store, run)
 
     # -- C-ECHO ------------------------------------------------------------------------
     async def echo(self) -> None:
@@ -468,6 +456,34 @@ class AsyncSession:
         if run is None:
             return []
         return run.rows(live=not self._run_done)
+
+
+def _store_scp(session: AsyncSession, store: InstanceStore, run: Run) -> StoreSCP:
+    """Return the store SCP of one move, calling back into ``run``."""
+    from ..scp import StoreSCP
+
+    allowed: frozenset[str] | None = None
+    if session.pacs.ae_title != DEFAULT_CALLED_AE:
+        allowed = frozenset({session.pacs.ae_title}) | session.store_options.calling_aes
+    else:
+        logger.info("the PACS address names no AE title: the store SCP accepts any calling AE")
+    options = session.store_options
+    scp = StoreSCP(
+        store,
+        ae_title=session.ae_title,
+        host=session.bind,
+        port=session.port,
+        on_instance=run.on_moved_instance,
+        accept=run.accept,
+        allowed_calling_aes=allowed,
+        allowed_hosts=options.allowed_hosts,
+        max_pdu=options.max_pdu,
+        network_timeout=session.timeouts.network,
+        acse_timeout=session.timeouts.acse,
+        accept_unknown_sop_classes=options.accept_unknown_sop_classes,
+        max_associations=options.max_associations,
+    )
+    return scp
 
 
 def verb(method: str) -> str:
