@@ -104,8 +104,8 @@ class RequestOutcome:
     timed_out: str = ""
     cancelled: bool = False
     matched_nothing: bool = False
-    #: ``verify=True``: SOPInstanceUID -> SeriesInstanceUID of what the PACS's C-FIND listed
-    expected: Mapping[str, str] | None = None
+    #: ``verify=True``: SOPInstanceUID -> (Study, Series InstanceUID) the C-FIND listed
+    expected: Mapping[str, tuple[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,11 @@ def request_rows(
     for row in instance_rows(out, arrivals):
         yield labelled(out, row)
     if not out.resumed:
-        named = missing_rows(out, recorded)
-        for row in summary_rows(out, tally, ctx, recorded.__contains__):
+        summary = list(summary_rows(out, tally, ctx, recorded.__contains__))
+        named = missing_rows(
+            out, recorded | {str(r["SOPInstanceUID"]) for r in summary if r.get("SOPInstanceUID")}
+        )
+        for row in summary:
             if (
                 named
                 and row["status"] in ("missing", "not_found")
@@ -259,22 +262,29 @@ def request_rows(
     yield from duplicate_rows(out)
 
 
-def missing_rows(out: RequestOutcome, recorded: set[str]) -> list[dict[str, Any]]:
-    """``verify=True``: a ``missing`` row for each listed instance that did not arrive."""
-    if not out.expected:
+def missing_rows(out: RequestOutcome, has_row: set[str]) -> list[dict[str, Any]]:
+    """``verify=True``: a ``missing`` row for each listed instance that did not arrive.
+
+    Only for a request the PACS answered to the end: one that timed out, was cancelled
+    or failed says so in its own rows. Instances that have a row already (arrived,
+    failed at the PACS, named by the request) get none.
+    """
+    stopped = out.timed_out or out.cancelled or out.aborted or st.is_failure(out.final_status)
+    if not out.expected or stopped:
         return []
-    failed = set(out.failed_uids)  # those have rows of their own
+    failed = set(out.failed_uids)
     base = request_base(out)
     return [
         {
             **base,
+            "StudyInstanceUID": study or base.get("StudyInstanceUID"),
             "SeriesInstanceUID": series or None,
             "SOPInstanceUID": sop,
             "status": "missing",
             "reason": "listed by the PACS's C-FIND before the move (verify=True), never arrived",
         }
-        for sop, series in out.expected.items()
-        if sop not in recorded and sop not in failed
+        for sop, (study, series) in out.expected.items()
+        if sop not in has_row and sop not in failed
     ]
 
 

@@ -151,3 +151,65 @@ def test_cli_verify(
     assert main(argv) in (EXIT_FAILED, 3)
     df = read_csv(tmp_path / MANIFEST_NAME)
     assert df.loc[df["status"] == "missing", "SOPInstanceUID"].tolist() == [dropped]
+
+
+def test_image_level_names_each_missing_instance_once(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    first = demo_cohort.iloc[0]
+    sops = sorted(
+        demo_cohort.loc[
+            demo_cohort["SeriesInstanceUID"] == first.SeriesInstanceUID, "SOPInstanceUID"
+        ]
+    )
+    demo_pacs.faults.drop_instances = {sops[0]}
+    query = dicommove.Query.image(first.StudyInstanceUID, first.SeriesInstanceUID, *sops)
+    df = move(
+        str(demo_pacs.node),
+        query,
+        tmp_path,
+        store_port,
+        errors="ignore",
+        retry=RetryPolicy(retries=0),
+    )
+    assert df.loc[df["status"] == "missing", "SOPInstanceUID"].tolist() == [sops[0]]
+
+
+def test_a_timed_out_request_is_not_also_missing_by_name(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    from dicommove import Timeouts
+
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    demo_pacs.faults.stall_after, demo_pacs.faults.stall_seconds = 2, 5.0
+    df = move(
+        str(demo_pacs.node),
+        [study],
+        tmp_path,
+        store_port,
+        errors="ignore",
+        split=False,
+        timeouts=Timeouts(inactivity=0.5, cancel_grace=0.5),
+        retry=RetryPolicy(retries=0),
+    )
+    assert "missing" not in set(df["status"])
+    assert "timeout" in set(df["status"])
+
+
+def test_a_study_list_shared_out_is_not_retried_for_the_others_instances(
+    demo_pacs: DemoPACS,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    studies = sorted(demo_cohort["StudyInstanceUID"].unique())
+    with caplog.at_level("WARNING", logger="dicommove"):
+        df = move(str(demo_pacs.node), dicommove.Query.study(*studies), tmp_path, store_port)
+    assert set(df["status"]) == {"received"} and len(df) == 24
+    assert "did not arrive" not in caplog.text
+
+
+def test_verify_refuses_a_foreign_destination() -> None:
+    with pytest.raises(dicommove.InputError, match="verify=True checks what arrives here"):
+        dicommove.Session("PACS@127.0.0.1:1", verify=True, move_destination="ELSEWHERE")

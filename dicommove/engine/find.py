@@ -46,6 +46,11 @@ def _values(text: str) -> list[str]:
     return [v.strip() for v in text.split("\\") if v.strip()] if text else []
 
 
+def _where(query: Query) -> tuple[str, str]:
+    """Return the (Study, Series InstanceUID) of a series- or image-level query."""
+    return str(query.get("StudyInstanceUID") or ""), str(query.get("SeriesInstanceUID") or "")
+
+
 def _count(text: str | None) -> int | None:
     """Read an IS value as a count; ``None`` when absent or not a count."""
     try:
@@ -193,8 +198,8 @@ class Finder:
                         sizes.append(_count(ds.get(tg.NUMBER_OF_SERIES_RELATED_INSTANCES)))
         return parts
 
-    async def instances(self, worker: int, query: Query) -> dict[str, str] | None:
-        """List a request's instances (``verify=True``): SOPInstanceUID -> SeriesInstanceUID.
+    async def instances(self, worker: int, query: Query) -> dict[str, tuple[str, str]] | None:
+        """List a request's instances (``verify=True``): SOP -> (Study, Series InstanceUID).
 
         IMAGE requests list their own UIDs; the others are listed series by series with
         IMAGE-level C-FINDs (which a hierarchical PACS such as dcmqrscp needs). ``None``
@@ -202,8 +207,7 @@ class Finder:
         """
         level = query.level
         if level == "IMAGE":
-            series = str(query.get("SeriesInstanceUID") or "")
-            return dict.fromkeys(query.retrieve_uids(), series)
+            return dict.fromkeys(query.retrieve_uids(), _where(query))
         if level == "SERIES":
             study = _values(str(query.get("StudyInstanceUID") or ""))
             if len(study) != 1:
@@ -223,15 +227,15 @@ class Finder:
             if found_series is None:
                 return None
             parts = found_series
-        listed: dict[str, str] = {}
+        listed: dict[str, tuple[str, str]] = {}
         for part in parts:
             images = part.set(tg.QUERY_RETRIEVE_LEVEL, "IMAGE").set(tg.SOP_INSTANCE_UID, "")
             found = await self.find(worker, images)
             if found is None:
                 return None
-            series = str(part.get("SeriesInstanceUID") or "")
+            where = _where(part)
             listed.update(
-                (ds[tg.SOP_INSTANCE_UID], series) for ds in found if ds.get(tg.SOP_INSTANCE_UID)
+                (ds[tg.SOP_INSTANCE_UID], where) for ds in found if ds.get(tg.SOP_INSTANCE_UID)
             )
         return listed
 

@@ -35,18 +35,28 @@ def arrived(run: Run, part: Part) -> dict[str, set[str]]:
 
 
 def unverified(run: Run, part: Part) -> int:
-    """``verify=True``: how many listed instances of ``part`` are not on disk."""
+    """``verify=True``: how many listed instances of ``part`` are not on disk.
+
+    Instances the PACS reported failed are not counted (asking again fails again).
+    """
     expected = part.request.expected
     if not expected:
         return 0
     query = part.query
-    level = query.level
-    scope = set(query.retrieve_uids()) if level in ("SERIES", "IMAGE") else None
+    level = query.level or ""
+    scope = set(query.retrieve_uids()) if level in ("STUDY", "SERIES", "IMAGE") else None
     here = {sop for sops in arrived(run, part).values() for sop in sops}
+    failed = {uid for p in part.request.parts for uid in p.failed_uids}
+
+    def in_scope(sop: str, study: str, series: str) -> bool:
+        if scope is None:
+            return True
+        return {"STUDY": study, "SERIES": series}.get(level, sop) in scope
+
     return sum(
         1
-        for sop, series in expected.items()
-        if sop not in here and (scope is None or (sop if level == "IMAGE" else series) in scope)
+        for sop, (study, series) in expected.items()
+        if sop not in here and sop not in failed and in_scope(sop, study, series)
     )
 
 

@@ -129,8 +129,8 @@ class RequestState:
     finished: bool = False
     announced: bool = False  # shown in the progress display
     tally: Tally = field(init=False)
-    #: verify=True: SOPInstanceUID -> SeriesInstanceUID listed by C-FIND before the move
-    expected: dict[str, str] | None = None
+    #: verify=True: SOPInstanceUID -> (Study, Series InstanceUID) listed by C-FIND first
+    expected: dict[str, tuple[str, str]] | None = None
     keys: tuple[tuple[str, frozenset[str]], ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -156,6 +156,11 @@ class AsyncSession:
         self.pacs = Node.parse(pacs)
         if not isinstance(verify, bool):
             raise InputError(f"verify={verify!r}: use True or False")
+        if verify and move_destination not in (None, ae_title):
+            raise InputError(
+                "verify=True checks what arrives here: it needs our own store SCP (or C-GET), "
+                f"not move_destination={move_destination!r}"
+            )
         self.verify = verify
         _check_options(
             method=method,
