@@ -106,6 +106,8 @@ class RequestOutcome:
     matched_nothing: bool = False
     #: ``verify=True``: SOPInstanceUID -> (Study, Series InstanceUID) the C-FIND listed
     expected: Mapping[str, tuple[str, str]] | None = None
+    #: C-GET: instances the PACS failed and stopped at (the others asked again), -> status
+    gave_up: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -378,7 +380,16 @@ def summary_rows(
         yield {**base, **counts, "status": status, "reason": _comment(reason, out)}
         return
 
-    failed_at_pacs = [u for u in out.failed_uids if not recorded(u)]
+    for uid, stopped_with in out.gave_up.items():
+        if not recorded(uid):
+            yield {
+                **base,
+                "SOPInstanceUID": uid,
+                "status": "failed",
+                "reason": f"the PACS could not send it by C-GET and stopped there "
+                f"({st.describe(stopped_with)}); the others were asked for again",
+            }
+    failed_at_pacs = [u for u in out.failed_uids if not recorded(u) and u not in out.gave_up]
     for uid in failed_at_pacs:
         yield {
             **base,

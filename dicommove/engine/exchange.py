@@ -150,6 +150,16 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
         return await move_once(run, part, worker, allow_split=allow_split)
     if part.aborted and not part.matched_nothing:
         return Attempt(Next.RETRY, part.aborted)
+    code = part.final_status
+    if get and part.failed_uids and st.is_failure(code) and code is not None:
+        # the PACS stopped at what it could not send (Orthanc does at the first one): give
+        # those up, ask for the others again
+        new = [uid for uid in part.failed_uids if uid not in part.request.gave_up]
+        if new:
+            part.request.gave_up.update(dict.fromkeys(new, code))
+            return Attempt(
+                Next.RETRY, f"the PACS could not send {len(new)} instances by C-GET ({code:#06x})"
+            )
     # 0xA702 is transient for a C-MOVE; a C-GET's failed sub-operations are ours to receive
     # (a class not negotiated): asking again fails again
     if part.final_status == st.OUT_OF_RESOURCES_SUBOPERATIONS and not (get and part.failed):

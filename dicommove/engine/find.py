@@ -246,6 +246,7 @@ class Finder:
         arrived: Mapping[str, set[str]],
         *,
         whole: bool = False,
+        skip: frozenset[str] = frozenset(),
     ) -> list[Query] | None:
         """Return the C-MOVEs that ask only for what has not arrived; ``None``: ask again whole.
 
@@ -253,7 +254,9 @@ class Finder:
         PATIENT, STUDY and SERIES queries the series are listed (C-FIND); a series of
         which nothing arrived is asked for whole, one of which some instances arrived
         has its instances listed and only the missing ones are asked for.
-        ``whole=True`` (too big to count) always splits into series.
+        ``whole=True`` (too big to count) always splits into series. ``skip`` are
+        instances not to ask for again (a C-GET that failed them: the PACS cannot send
+        them to us); every series is then listed, to leave them out.
 
         Parameters
         ----------
@@ -262,7 +265,7 @@ class Finder:
         """
         level = query.level
         model = query.information_model
-        done = {sop for sops in arrived.values() for sop in sops}
+        done = {sop for sops in arrived.values() for sop in sops} | skip
         if level == "IMAGE":
             wanted = [u for u in query.retrieve_uids() if u not in done]
             return [query.where(SOPInstanceUID=wanted)] if wanted else []
@@ -291,7 +294,7 @@ class Finder:
             return None
         parts: list[Query] = []
         for part in series:
-            got = arrived.get(str(part.get("SeriesInstanceUID")), set())
+            got = arrived.get(str(part.get("SeriesInstanceUID")), set()) | skip
             if not got:
                 parts.append(part)
                 continue

@@ -131,6 +131,8 @@ class RequestState:
     tally: Tally = field(init=False)
     #: verify=True: SOPInstanceUID -> (Study, Series InstanceUID) listed by C-FIND first
     expected: dict[str, tuple[str, str]] | None = None
+    #: C-GET: instances the PACS failed and stopped at -> its status (not asked again)
+    gave_up: dict[str, int] = field(default_factory=dict)
     keys: tuple[tuple[str, frozenset[str]], ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -172,6 +174,7 @@ class RequestState:
             duplicates=planned.duplicates,
             resumed=self.resumed,
             expected=self.expected,
+            gave_up=dict(self.gave_up),
         )
         answered = [
             p

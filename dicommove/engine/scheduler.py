@@ -199,13 +199,14 @@ class Scheduler:
             if await run.sleep(wait):
                 return  # the move stops
             delay *= 2
-            part.asks_remaining = part.request.tally.n_ok > 0
+            part.asks_remaining = part.request.tally.n_ok > 0 or bool(part.request.gave_up)
 
     async def _ask_remaining(self, part: Part, worker: int) -> bool:
         """Ask only for what has not arrived; return whether the part is done or replaced."""
         run = self.run
         arrived = on_disk(run, part)
-        queries = await run.finder.remaining(worker, part.query, arrived)
+        skip = frozenset(part.request.gave_up)
+        queries = await run.finder.remaining(worker, part.query, arrived, skip=skip)
         if queries is None:
             return False  # ask again for the whole part
         if not queries:
