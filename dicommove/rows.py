@@ -108,6 +108,8 @@ class RequestOutcome:
     expected: Mapping[str, tuple[str, str]] | None = None
     #: C-GET: instances the PACS failed and stopped at (the others asked again), -> status
     gave_up: Mapping[str, int] = field(default_factory=dict)
+    #: C-GET: SOPClassUID of failed instances, where a C-FIND told
+    failed_classes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,20 @@ def _values(value: Any) -> list[str]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         return [str(value)]
     return [str(v) for v in value]
+
+
+def _class_hint(out: RequestOutcome, uid: str) -> str:
+    """Name a failed instance's SOP class when C-GET did not propose it."""
+    from . import _sop
+
+    sop_class = out.failed_classes.get(uid)
+    if not sop_class or sop_class in _sop.GET_STORAGE_CLASSES:
+        return ""
+    from pydicom.uid import UID
+
+    name = UID(sop_class).name
+    named = f"{sop_class} ({name})" if name != sop_class else sop_class
+    return f"; its SOP class {named} is not one C-GET proposes: move it with C-MOVE"
 
 
 def _comment(reason: str, out: RequestOutcome) -> str:
@@ -387,7 +403,8 @@ def summary_rows(
                 "SOPInstanceUID": uid,
                 "status": "failed",
                 "reason": f"the PACS could not send it by C-GET and stopped there "
-                f"({st.describe(stopped_with)}); the others were asked for again",
+                f"({st.describe(stopped_with)}); the others were asked for again"
+                + _class_hint(out, uid),
             }
     failed_at_pacs = [u for u in out.failed_uids if not recorded(u) and u not in out.gave_up]
     for uid in failed_at_pacs:
@@ -395,7 +412,8 @@ def summary_rows(
             **base,
             "SOPInstanceUID": uid,
             "status": "failed",
-            "reason": f"the PACS reported this sub-operation failed ({st.describe(code)})",
+            "reason": f"the PACS reported this sub-operation failed ({st.describe(code)})"
+            + _class_hint(out, uid),
         }
     # Every UID asked for at the retrieve level is accounted for, one row each.
     level = out.query.level

@@ -151,6 +151,10 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
     if part.aborted and not part.matched_nothing:
         return Attempt(Next.RETRY, part.aborted)
     code = part.final_status
+    unknown = [u for u in part.failed_uids if u not in part.request.failed_classes]
+    if get and unknown:  # name their classes in the rows, where the PACS tells
+        found = await run.finder.classes_of(worker, part.query, unknown)
+        part.request.failed_classes.update(found)
     if get and part.failed_uids and st.is_failure(code) and code is not None:
         # the PACS stopped at what it could not send (Orthanc does at the first one): give
         # those up, ask for the others again

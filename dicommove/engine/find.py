@@ -33,6 +33,7 @@ logger = logging.getLogger("dicommove")
 
 _READ = frozenset(
     {
+        tg.SOP_CLASS_UID,
         tg.PATIENT_ID,
         tg.STUDY_INSTANCE_UID,
         tg.SERIES_INSTANCE_UID,
@@ -197,6 +198,29 @@ class Finder:
                     if sizes is not None:
                         sizes.append(_count(ds.get(tg.NUMBER_OF_SERIES_RELATED_INSTANCES)))
         return parts
+
+    async def classes_of(self, worker: int, query: Query, uids: list[str]) -> dict[str, str]:
+        """Return the SOPClassUID of instances of ``query``'s study or series, where told.
+
+        For a C-GET's failed instances: a class we did not propose is named in its row.
+        Empty when the C-FIND fails or the PACS does not return SOPClassUID (dcmqrscp).
+        """
+        keys: list[tuple[int, Value]] = [(tg.QUERY_RETRIEVE_LEVEL, "IMAGE")]
+        for tag, name in (
+            (tg.PATIENT_ID, "PatientID"),
+            (tg.STUDY_INSTANCE_UID, "StudyInstanceUID"),
+            (tg.SERIES_INSTANCE_UID, "SeriesInstanceUID"),
+        ):
+            values = _values(str(query.get(name) or ""))
+            if len(values) == 1 and (tag != tg.PATIENT_ID or query.information_model == "patient"):
+                keys.append((tag, values[0]))
+        keys += [(tg.SOP_INSTANCE_UID, uids if len(uids) > 1 else uids[0]), (tg.SOP_CLASS_UID, "")]
+        found = await self.find(worker, Query(tuple(keys), query.information_model))
+        return {
+            ds[tg.SOP_INSTANCE_UID]: ds[tg.SOP_CLASS_UID]
+            for ds in found or []
+            if ds.get(tg.SOP_INSTANCE_UID) in uids and ds.get(tg.SOP_CLASS_UID)
+        }
 
     async def instances(self, worker: int, query: Query) -> dict[str, tuple[str, str]] | None:
         """List a request's instances (``verify=True``): SOP -> (Study, Series InstanceUID).

@@ -133,6 +133,8 @@ class RequestState:
     expected: dict[str, tuple[str, str]] | None = None
     #: C-GET: instances the PACS failed and stopped at -> its status (not asked again)
     gave_up: dict[str, int] = field(default_factory=dict)
+    #: C-GET: the SOPClassUID of instances the PACS failed, where a C-FIND told
+    failed_classes: dict[str, str] = field(default_factory=dict)
     keys: tuple[tuple[str, frozenset[str]], ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -175,6 +177,7 @@ class RequestState:
             resumed=self.resumed,
             expected=self.expected,
             gave_up=dict(self.gave_up),
+            failed_classes=dict(self.failed_classes),
         )
         answered = [
             p
