@@ -86,6 +86,14 @@ def _query_options(parser: argparse.ArgumentParser) -> None:
         const="patient",
         help="Patient Root Query/Retrieve Information Model",
     )
+    model.add_argument(
+        "--composite",
+        dest="model",
+        action="store_const",
+        const="composite",
+        help="Composite Instance Root (C-MOVE and C-GET of SOPInstanceUIDs alone, where the "
+        "PACS supports it)",
+    )
     parser.add_argument("--query-file", metavar="F", help="a text file of selector=value lines")
     parser.add_argument(
         "-q",

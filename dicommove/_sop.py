@@ -26,11 +26,22 @@ PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+COMPOSITE_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.4.2"
+COMPOSITE_ROOT_GET = "1.2.840.10008.5.1.4.1.2.4.3"
 
 #: Query/Retrieve information model -> its SOP class, per service.
 FIND: dict[str, str] = {"study": STUDY_ROOT_FIND, "patient": PATIENT_ROOT_FIND}
-MOVE: dict[str, str] = {"study": STUDY_ROOT_MOVE, "patient": PATIENT_ROOT_MOVE}
-GET: dict[str, str] = {"study": STUDY_ROOT_GET, "patient": PATIENT_ROOT_GET}
+#: Composite Instance Root (PS3.4 C.6.3) has no C-FIND: IMAGE level, SOPInstanceUIDs alone.
+MOVE: dict[str, str] = {
+    "study": STUDY_ROOT_MOVE,
+    "patient": PATIENT_ROOT_MOVE,
+    "composite": COMPOSITE_ROOT_MOVE,
+}
+GET: dict[str, str] = {
+    "study": STUDY_ROOT_GET,
+    "patient": PATIENT_ROOT_GET,
+    "composite": COMPOSITE_ROOT_GET,
+}
 
 #: Names for messages.
 NAMES: dict[str, str] = {
@@ -41,6 +52,8 @@ NAMES: dict[str, str] = {
     PATIENT_ROOT_MOVE: "Patient Root C-MOVE",
     STUDY_ROOT_GET: "Study Root C-GET",
     PATIENT_ROOT_GET: "Patient Root C-GET",
+    COMPOSITE_ROOT_MOVE: "Composite Instance Root C-MOVE",
+    COMPOSITE_ROOT_GET: "Composite Instance Root C-GET",
 }
 
 #: Every standard Storage SOP class (as pynetdicom 3.0 lists them).

@@ -889,10 +889,13 @@ def test_service_classes_are_pynetdicoms() -> None:
     assert sop_class._VERIFICATION_CLASSES["Verification"] == _sop.VERIFICATION
     models = {"study": "StudyRoot", "patient": "PatientRoot"}
     for service, table in (("Find", _sop.FIND), ("Move", _sop.MOVE), ("Get", _sop.GET)):
-        assert table == {
+        expected = {
             model: sop_class._QR_CLASSES[f"{prefix}QueryRetrieveInformationModel{service}"]
             for model, prefix in models.items()
         }
+        if service != "Find":  # Composite Instance Root retrieves; it has no C-FIND
+            expected["composite"] = sop_class._QR_CLASSES[f"CompositeInstanceRootRetrieve{service}"]
+        assert table == expected
     assert set(_sop.NAMES) == {_sop.VERIFICATION, *_sop.FIND.values(), *_sop.MOVE.values()} | set(
         _sop.GET.values()
     )

@@ -88,6 +88,11 @@ class Finder:
             When the PACS did not accept the query's information model.
         """
         pool = self.pool
+        if query.information_model not in _sop.FIND:
+            raise FindError(
+                "Composite Instance Root has no C-FIND: find in Study Root or Patient Root "
+                "(model='study' or 'patient')"
+            )
         assoc = await pool.get(worker)
         sop_class = _sop.FIND[query.information_model]
         if sop_class not in assoc.contexts:

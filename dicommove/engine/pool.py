@@ -204,7 +204,13 @@ class Pool:
         found = assoc.contexts.get(sop_class)
         if found is None:
             other = ""
-            if sop_class in _sop.GET.values():
+            if sop_class in (_sop.COMPOSITE_ROOT_MOVE, _sop.COMPOSITE_ROOT_GET):
+                other = (
+                    "; without Composite Instance Root, move the instances in Study Root "
+                    "(model='study') with their Study and Series UIDs (dicommove.find(..., "
+                    "level='IMAGE') lists them)"
+                )
+            elif sop_class in _sop.GET.values():
                 other = ", or retrieve with C-MOVE (method='move', --method move)"
             elif sop_class in _sop.MOVE.values():
                 other = ", or retrieve with C-GET (method='get', --method get)"

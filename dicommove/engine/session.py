@@ -89,7 +89,7 @@ class AsyncSession:
         The C-MOVE destination AE title. Defaults to ``ae_title``, in which case the
         embedded store SCP receives the instances; any other title is a *foreign*
         destination and no store SCP is started.
-    model : {"study", "patient"}
+    model : {"study", "patient", "composite"}
         The Query/Retrieve information model for inputs that don't say.
     layout : str
         File layout under ``out``: ``"hierarchical"``, ``"flat"`` or a template of
@@ -518,8 +518,8 @@ def _check_options(
             f"method={method!r} retrieves over our own association when C-GET is used: it "
             f"takes no other move destination (got move_destination={move_destination!r})"
         )
-    if model not in ("study", "patient"):
-        raise InputError(f"unknown model {model!r}: use 'study' or 'patient'")
+    if model not in ("study", "patient", "composite"):
+        raise InputError(f"unknown model {model!r}: use 'study', 'patient' or 'composite'")
     if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536):
         raise InputError(f"invalid store port {port!r}: use 0 to 65535")
     if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):

@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 Level: TypeAlias = Literal["PATIENT", "STUDY", "SERIES", "IMAGE"]
-Model: TypeAlias = Literal["study", "patient"]
+Model: TypeAlias = Literal["study", "patient", "composite"]
 
 #: The Query/Retrieve levels, from the top of the hierarchy down.
 LEVELS: tuple[Level, ...] = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -36,12 +36,17 @@ UNIQUE_KEYS: dict[Level, str] = {
 #: The value of one element: ``None`` is an empty element (universal match).
 Value: TypeAlias = str | int | float | list[str] | list[int] | list[float] | None
 
-_MODELS: tuple[Model, ...] = ("study", "patient")
+_MODELS: tuple[Model, ...] = ("study", "patient", "composite")
 _MODEL_LEVELS: dict[Model, tuple[Level, ...]] = {
     "study": ("STUDY", "SERIES", "IMAGE"),
     "patient": LEVELS,
+    "composite": ("IMAGE",),
 }
-_MODEL_NAMES: dict[Model, str] = {"study": "Study Root", "patient": "Patient Root"}
+_MODEL_NAMES: dict[Model, str] = {
+    "study": "Study Root",
+    "patient": "Patient Root",
+    "composite": "Composite Instance Root",
+}
 
 _QR_LEVEL = _tags.QUERY_RETRIEVE_LEVEL
 _SPECIFIC_CHARACTER_SET = _tags.SPECIFIC_CHARACTER_SET
@@ -73,8 +78,8 @@ def _check_model(model: object) -> Model:
     """Return ``model`` if it is an information model, else raise :class:`QueryError`."""
     if model not in _MODELS:
         raise QueryError(
-            f"unknown information model {model!r}: use 'study' (Study Root, -S) "
-            "or 'patient' (Patient Root, -P)"
+            f"unknown information model {model!r}: use 'study' (Study Root, -S), "
+            "'patient' (Patient Root, -P) or 'composite' (Composite Instance Root, --composite)"
         )
     return model
 

@@ -241,6 +241,11 @@ def find_requests(
         For input that cannot be read, an unknown keyword or level, or a row whose
         keys are all empty (it would match everything on the PACS).
     """
+    if model == "composite":
+        raise QueryError(
+            "Composite Instance Root has no C-FIND: find in Study Root or Patient Root "
+            "(model='study' or 'patient'), then move the SOPInstanceUIDs found"
+        )
     requests: list[FindRequest] = []
     single = isinstance(what, (Mapping, Query))
     noun = "item" if isinstance(what, Sequence) else "row"

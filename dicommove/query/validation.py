@@ -83,7 +83,12 @@ def identifier_problems(elements: Sequence[tuple[int, Value]], model: Model) -> 
         present = tag in values
         value = values.get(tag)
         if key_level not in levels:
-            if present:
+            if present and model == "composite":
+                found.append(
+                    f"{keyword} is not a key of {root}: remove it (an instance is named by its "
+                    "SOPInstanceUID alone there), or use Study Root (model='study', -S)"
+                )
+            elif present:
                 found.append(
                     f"{keyword} is not a key of {root}: remove it, or use the "
                     "Patient Root model (model='patient', -P)"

@@ -27,6 +27,7 @@ from ._index import CHAIN, COMPUTED_KEYS, LEVEL_KEYS, Entry, Index, keyword_tags
 #: The Query/Retrieve information models (SOP classes) served.
 PATIENT_ROOT = frozenset({_sop.FIND["patient"], _sop.MOVE["patient"], _sop.GET["patient"]})
 STUDY_ROOT = frozenset({_sop.FIND["study"], _sop.MOVE["study"], _sop.GET["study"]})
+COMPOSITE_ROOT = frozenset({_sop.MOVE["composite"], _sop.GET["composite"]})
 
 #: Status of a refused identifier: "Identifier does not match SOP Class" (PS3.4 C.4).
 IDENTIFIER_MISMATCH = _status.IDENTIFIER_MISMATCH
@@ -200,6 +201,8 @@ def query_level(query: Mapping[int, Key], model: str) -> str:
         levels, name = CHAIN, "Patient Root"
     elif model in STUDY_ROOT:
         levels, name = CHAIN[1:], "Study Root"
+    elif model in COMPOSITE_ROOT:
+        levels, name = ("IMAGE",), "Composite Instance Root"
     else:
         raise Refused(IDENTIFIER_MISMATCH, f"unsupported information model {model}")
     key = query.get(_QUERY_LEVEL)
@@ -214,6 +217,12 @@ def query_level(query: Mapping[int, Key], model: str) -> str:
 def select(index: Index, model: str, query: Mapping[int, Key]) -> list[Entry]:
     """Return the instances a C-MOVE/C-GET identifier asks for (unique keys only)."""
     level = query_level(query, model)
+    if model in COMPOSITE_ROOT:  # instances by SOPInstanceUID alone (PS3.4 C.6.3)
+        key = query.get(_UNIQUE_TAG["IMAGE"])
+        uids = set(key.values) if key is not None else set()
+        if not uids:
+            raise Refused(IDENTIFIER_MISMATCH, "IMAGE level needs a SOPInstanceUID")
+        return [entry for entry in index.entries if entry.key("IMAGE") in uids]
     depth = CHAIN.index(level)
     wanted: dict[str, set[str]] = {}
     for n, lvl in enumerate(CHAIN):

@@ -1,10 +1,11 @@
 """An in-process Query/Retrieve SCP serving a folder of DICOM files.
 
 :class:`DemoPACS` is built on pynetdicom. It answers C-ECHO, C-FIND, C-MOVE and
-C-GET in the Patient Root and Study Root models, the way a small real PACS
-does: a C-MOVE opens one new association to the registered destination and
-sends every matching instance with C-STORE, carrying the Move Originator AE
-title and Message ID, with pending responses and final counts.
+C-GET in the Patient Root and Study Root models (C-MOVE and C-GET in Composite
+Instance Root too), the way a small real PACS does: a C-MOVE opens one new
+association to the registered destination and sends every matching instance
+with C-STORE, carrying the Move Originator AE title and Message ID, with
+pending responses and final counts.
 
 It is meant for tests, notebooks and ``dicommove demo``; it is not a
 production PACS (no persistence, no access control, no transcoding).
@@ -47,7 +48,7 @@ from ..node import Node, validate_ae_title
 from ._handlers import QueryRetrieveHandlers
 from ._hooks import NoDelayServer, PacsAE
 from ._index import Index
-from ._match import PATIENT_ROOT, STUDY_ROOT
+from ._match import COMPOSITE_ROOT, PATIENT_ROOT, STUDY_ROOT
 
 __all__ = ["DemoPACS", "PacsFaults"]
 
@@ -159,7 +160,8 @@ class DemoPACS(QueryRetrieveHandlers):
 
     Notes
     -----
-    Supported: C-ECHO; C-FIND, C-MOVE and C-GET in Patient Root and Study Root.
+    Supported: C-ECHO; C-FIND, C-MOVE and C-GET in Patient Root and Study Root; C-MOVE and
+    C-GET in Composite Instance Root (SOPInstanceUIDs alone).
 
     C-FIND matching is relational at every level: single value, UID list,
     universal (empty), ``*``/``?`` wildcards (case-insensitive for PN) and
@@ -250,7 +252,7 @@ class DemoPACS(QueryRetrieveHandlers):
         ae.maximum_associations = self._max_associations
         self._stopping.clear()
         ae.add_supported_context(VERIFICATION)
-        for model in sorted(PATIENT_ROOT | STUDY_ROOT):
+        for model in sorted(PATIENT_ROOT | STUDY_ROOT | COMPOSITE_ROOT):
             ae.add_supported_context(model)
         # For C-GET: we act as Storage SCU on the requestor's association.
         for cx in StoragePresentationContexts:
