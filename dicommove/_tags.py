@@ -41,6 +41,7 @@ PATIENT_ID = 0x00100020
 STUDY_INSTANCE_UID = 0x0020000D
 SERIES_INSTANCE_UID = 0x0020000E
 NUMBER_OF_SERIES_RELATED_INSTANCES = 0x00201209
+SOP_CLASSES_IN_STUDY = 0x00080062
 
 #: The keys a C-MOVE identifier is made of, and the few a move reads back.
 QR_KEYS: dict[str, QrKey] = {
@@ -55,6 +56,7 @@ QR_KEYS: dict[str, QrKey] = {
         QrKey(STUDY_INSTANCE_UID, "StudyInstanceUID", "UI"),
         QrKey(SERIES_INSTANCE_UID, "SeriesInstanceUID", "UI"),
         QrKey(NUMBER_OF_SERIES_RELATED_INSTANCES, "NumberOfSeriesRelatedInstances", "IS"),
+        QrKey(SOP_CLASSES_IN_STUDY, "SOPClassesInStudy", "UI"),
     )
 }
 #: The same table by tag.

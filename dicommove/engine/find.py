@@ -39,6 +39,7 @@ _READ = frozenset(
         tg.SERIES_INSTANCE_UID,
         tg.SOP_INSTANCE_UID,
         tg.NUMBER_OF_SERIES_RELATED_INSTANCES,
+        tg.SOP_CLASSES_IN_STUDY,
     }
 )
 
@@ -226,6 +227,21 @@ class Finder:
             for ds in found or []
             if ds.get(tg.SOP_INSTANCE_UID) in uids and ds.get(tg.SOP_CLASS_UID)
         }
+
+    async def classes_in(self, worker: int, studies: list[str], model: str) -> set[str] | None:
+        """Return the SOPClassesInStudy of ``studies`` (one C-FIND), ``None`` if not told."""
+        keys: list[tuple[int, Value]] = [
+            (tg.QUERY_RETRIEVE_LEVEL, "STUDY"),
+            (tg.STUDY_INSTANCE_UID, studies if len(studies) > 1 else studies[0]),
+            (tg.SOP_CLASSES_IN_STUDY, ""),
+        ]
+        found = await self.find(
+            worker, Query(tuple(keys), "patient" if model == "patient" else "study")
+        )
+        if not found:
+            return None
+        classes = {c for ds in found for c in _values(ds.get(tg.SOP_CLASSES_IN_STUDY, ""))}
+        return classes or None
 
     async def instances(self, worker: int, query: Query) -> dict[str, tuple[str, str]] | None:
         """List a request's instances (``verify=True``): SOP -> (Study, Series InstanceUID).

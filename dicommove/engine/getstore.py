@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .association import Association
     from .run import Run
 
-__all__ = ["GetStore"]
+__all__ = ["GetStore", "negotiate_classes"]
 
 logger = logging.getLogger("dicommove")
 
@@ -88,3 +88,49 @@ class GetStore:
         rec = incoming.abort(reason)
         logger.warning("lost %s: %s", rec.sop_instance_uid, reason)
         self.run.on_instance(rec)
+
+
+#: Studies per C-FIND when asking which classes a move will bring.
+_STUDIES_PER_FIND = 500
+
+
+async def negotiate_classes(run: Run) -> None:
+    """Before C-GETs: propose the storage classes the move's studies hold, first.
+
+    One STUDY-level C-FIND per 500 studies asks for SOPClassesInStudy (Orthanc and the
+    demo PACS answer it; dcmqrscp does not). A class outside the common list is then
+    proposed first, and the associations are made again: 128 presentation contexts
+    cannot hold every storage class. Without an answer the common list stays.
+    """
+    studies = sorted(
+        {
+            uid
+            for state in run.states
+            for part in state.parts
+            for uid in part.query.retrieve_uids()
+            if part.query.level == "STUDY"
+        }
+        | {
+            str(part.query.get("StudyInstanceUID"))
+            for state in run.states
+            for part in state.parts
+            if part.query.level in ("SERIES", "IMAGE") and part.query.get("StudyInstanceUID")
+        }
+    )
+    if not studies or run.session.model == "composite":
+        return
+    classes: set[str] = set()
+    for start in range(0, len(studies), _STUDIES_PER_FIND):
+        found = await run.finder.classes_in(
+            0, studies[start : start + _STUDIES_PER_FIND], run.session.model
+        )
+        if found:
+            classes |= found
+    known = set(run.pool.storage_classes)
+    missing = sorted(c for c in classes if c not in known)
+    if missing and await run.pool.propose_first(missing):
+        logger.info(
+            "C-GET: proposing %d storage classes the studies hold first: %s",
+            len(missing),
+            ", ".join(missing),
+        )

@@ -85,10 +85,29 @@ class Pool:
         self._services = {"move": _SERVICES, "get": _GET_SERVICES, "auto": _BOTH}[method]
         # 128 presentation contexts at most: the services, then as many storage classes
         room = 128 - len(self._services)
-        self._storage = _sop.GET_STORAGE_CLASSES[:room] if method != "move" else ()
+        self._storage: tuple[str, ...] = _sop.GET_STORAGE_CLASSES[:room] if method != "move" else ()
         self._store: GetStore | None = None
         self._assocs: dict[int, Association] = {}
         self._message_ids = 0
+
+    @property
+    def storage_classes(self) -> tuple[str, ...]:
+        """The storage classes proposed with the SCP role (C-GET), in order."""
+        return self._storage
+
+    async def propose_first(self, classes: list[str]) -> bool:
+        """Propose ``classes`` first (C-GET); release the associations that did not.
+
+        Returns whether anything changed. The other classes fill the 128 contexts.
+        """
+        room = 128 - len(self._services)
+        wanted = [c for c in classes if c not in self._storage[:room]]
+        if not wanted or not self._storage:
+            return False
+        rest = [c for c in self._storage if c not in classes]
+        self._storage = tuple([*classes, *rest][:room])
+        await self.close()  # the next associations propose the new list
+        return True
 
     def use_store(self, store: GetStore | None) -> None:
         """Send the C-STOREs of C-GETs to ``store`` (a move's), on every association."""

@@ -42,7 +42,7 @@ from ..rows import (
 from ..store import InstanceStore, Received
 from .exchange import due
 from .find import Finder
-from .getstore import GetStore
+from .getstore import GetStore, negotiate_classes
 from .request import Part, Phase, RequestState, label_of
 from .router import Router
 from .scheduler import Scheduler
@@ -204,6 +204,7 @@ class Run:
             todo = [p for s in self.states for p in s.parts]
             if todo:
                 if self.store is not None and self.method == "get":
+                    await negotiate_classes(self)  # the classes the studies hold, first
                     self.pool.use_store(GetStore(self, self.store))  # C-STOREs come to us
                 elif self.store is not None:
                     self.scp = self.session.new_scp(self.store, self)
