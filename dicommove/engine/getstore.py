@@ -59,9 +59,7 @@ class GetStore:
                 else "Affected SOP Class differs from the presentation context"
             )
             rec.status, rec.reason = "refused", why
-            rec.dimse_status = (
-                st.SOP_CLASS_NOT_SUPPORTED if not abstract else (st.STORE_DATASET_MISMATCH)
-            )
+            rec.dimse_status = st.STORE_DATASET_MISMATCH if abstract else st.SOP_CLASS_NOT_SUPPORTED
             incoming.abort(why)
         return incoming
 
