@@ -53,6 +53,26 @@ def _where(query: Query) -> tuple[str, str]:
     return str(query.get("StudyInstanceUID") or ""), str(query.get("SeriesInstanceUID") or "")
 
 
+def _series_queries(query: Query) -> list[Query] | None:
+    """Return a SERIES-level query as one query per series; ``None`` without one study."""
+    study = _values(str(query.get("StudyInstanceUID") or ""))
+    if len(study) != 1:
+        return None
+    model = query.information_model
+    keys: list[tuple[int, Value]] = [
+        (tg.QUERY_RETRIEVE_LEVEL, "SERIES"),
+        (tg.STUDY_INSTANCE_UID, study[0]),
+    ]
+    if model == "patient":
+        keys.append((tg.PATIENT_ID, query.get("PatientID")))
+    return [Query((*keys, (tg.SERIES_INSTANCE_UID, uid)), model) for uid in query.retrieve_uids()]
+
+
+def _images_of(series: Query) -> Query:
+    """Return the IMAGE-level C-FIND that lists a series' instances."""
+    return series.set(tg.QUERY_RETRIEVE_LEVEL, "IMAGE").set(tg.SOP_INSTANCE_UID, "")
+
+
 def _count(text: str | None) -> int | None:
     """Read an IS value as a count; ``None`` when absent or not a count."""
     try:
@@ -254,19 +274,10 @@ class Finder:
         if level == "IMAGE":
             return dict.fromkeys(query.retrieve_uids(), _where(query))
         if level == "SERIES":
-            study = _values(str(query.get("StudyInstanceUID") or ""))
-            if len(study) != 1:
+            one_each = _series_queries(query)
+            if one_each is None:
                 return None
-            keys: list[tuple[int, Value]] = [
-                (tg.QUERY_RETRIEVE_LEVEL, "SERIES"),
-                (tg.STUDY_INSTANCE_UID, study[0]),
-            ]
-            if query.information_model == "patient":
-                keys.append((tg.PATIENT_ID, query.get("PatientID")))
-            parts = [
-                Query((*keys, (tg.SERIES_INSTANCE_UID, uid)), query.information_model)
-                for uid in query.retrieve_uids()
-            ]
+            parts = one_each
         else:
             found_series = await self.series_of(worker, query)
             if found_series is None:
@@ -274,8 +285,7 @@ class Finder:
             parts = found_series
         listed: dict[str, tuple[str, str]] = {}
         for part in parts:
-            images = part.set(tg.QUERY_RETRIEVE_LEVEL, "IMAGE").set(tg.SOP_INSTANCE_UID, "")
-            found = await self.find(worker, images)
+            found = await self.find(worker, _images_of(part))
             if found is None:
                 return None
             where = _where(part)
@@ -309,25 +319,15 @@ class Finder:
             SeriesInstanceUID -> SOPInstanceUIDs on disk for this request.
         """
         level = query.level
-        model = query.information_model
         done = {sop for sops in arrived.values() for sop in sops} | skip
         if level == "IMAGE":
             wanted = [u for u in query.retrieve_uids() if u not in done]
             return [query.where(SOPInstanceUID=wanted)] if wanted else []
         if level == "SERIES":
-            study = _values(str(query.get("StudyInstanceUID") or ""))
-            if len(study) != 1:
+            one_each = _series_queries(query)
+            if one_each is None:
                 return None
-            keys: list[tuple[int, Value]] = [
-                (tg.QUERY_RETRIEVE_LEVEL, "SERIES"),
-                (tg.STUDY_INSTANCE_UID, study[0]),
-            ]
-            if model == "patient":
-                keys.append((tg.PATIENT_ID, query.get("PatientID")))
-            series = [
-                Query((*keys, (tg.SERIES_INSTANCE_UID, uid)), model)
-                for uid in query.retrieve_uids()
-            ]
+            series = one_each
         elif level in ("PATIENT", "STUDY"):
             if not done and not whole:
                 return None  # nothing here yet: the request itself is the best ask
@@ -343,7 +343,7 @@ class Finder:
             if not got:
                 parts.append(part)
                 continue
-            images = part.set(tg.QUERY_RETRIEVE_LEVEL, "IMAGE").set(tg.SOP_INSTANCE_UID, "")
+            images = _images_of(part)
             found_images = await self.find(worker, images)
             if found_images is None:
                 parts.append(part)  # ask for the series again: copies are counted once
