@@ -30,6 +30,10 @@ __all__ = ["Aborted", "Association", "Interrupted", "Rejected", "Response"]
 
 #: A response PDU longer than 16 MiB is not a Query/Retrieve response.
 MAX_INCOMING_PDU = 1 << 24
+#: The receive buffer: a few of the PDUs a PACS sends, read straight into it.
+_READ_BUFFER = 1 << 19
+#: Free room asked for each read.
+_READ_ROOM = 1 << 16
 
 
 class Rejected(Exception):
@@ -70,7 +74,7 @@ class Response:
         return _ul.command_text(self.command, element)
 
 
-class Association(asyncio.Protocol):
+class Association(asyncio.BufferedProtocol):
     """An association we requested; create it with :meth:`connect`."""
 
     def __init__(self) -> None:
@@ -79,7 +83,10 @@ class Association(asyncio.Protocol):
         self.peer_max_pdu = 0
         self.established = False
         self.local_address = ""
-        self._buffer = bytearray()
+        self._rbuf = bytearray(_READ_BUFFER)  # received bytes: PDUs are parsed in place
+        self._view = memoryview(self._rbuf)
+        self._start = self._end = 0  # the unparsed bytes are _rbuf[_start:_end]
+        self._need = 0  # free bytes the next read needs: the rest of a large PDU
         self._reply: asyncio.Future[tuple[int, bytes]] | None = None  # A-ASSOCIATE-AC/RJ
         self._released: asyncio.Future[None] | None = None
         self._messages: deque[Response | BaseException] = deque()
@@ -193,26 +200,46 @@ class Association(asyncio.Protocol):
         name = transport.get_extra_info("sockname")
         self.local_address = str(name[0]) if name else ""
 
-    def data_received(self, data: bytes) -> None:
-        """Parse the whole PDUs received so far."""
-        buf = self._buffer
-        buf += data
-        pos = 0
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the next bytes go: the free end of the receive buffer, never a copy."""
+        need = max(self._need, _READ_ROOM)
+        if len(self._rbuf) - self._end < need:
+            left = self._end - self._start
+            if len(self._rbuf) < left + need:  # a PDU larger than the buffer: grow it
+                grown = bytearray(left + need)
+                grown[:left] = self._view[self._start : self._end]
+                self._rbuf, self._view = grown, memoryview(grown)
+            elif self._start:  # move the partial PDU to the front
+                self._rbuf[:left] = self._rbuf[self._start : self._end]
+            self._start, self._end = 0, left
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Parse the whole PDUs received so far; P-DATA is read in place, not copied."""
+        self._end += nbytes
+        buf, view = self._rbuf, self._view
+        start, end = self._start, self._end
         try:
-            while len(buf) - pos >= 6:
-                pdu_type = buf[pos]
-                (length,) = struct.unpack_from(">I", buf, pos + 2)
+            while end - start >= 6:
+                pdu_type = buf[start]
+                (length,) = struct.unpack_from(">I", buf, start + 2)
                 if length > MAX_INCOMING_PDU:
                     raise _ul.ProtocolError(f"PDU of {length} bytes announced")
-                if len(buf) - pos - 6 < length:
+                if end - start - 6 < length:
+                    self._need = length + 6 - (end - start)
                     break
-                body = bytes(buf[pos + 6 : pos + 6 + length])
-                pos += 6 + length
+                body = view[start + 6 : start + 6 + length]
+                start += 6 + length
                 self._pdu(pdu_type, body)
+            else:
+                self._need = 0
         except (_ul.ProtocolError, Aborted) as exc:
             self._fail(str(exc))
             self.abort()
-        del buf[:pos]
+            start = end
+        if start == end:
+            start = end = 0
+        self._start, self._end = start, end
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail whatever waits: the association is gone."""
@@ -222,9 +249,9 @@ class Association(asyncio.Protocol):
             self._released.set_result(None)
 
     # -- PDUs --------------------------------------------------------------------
-    def _pdu(self, pdu_type: int, body: bytes) -> None:
+    def _pdu(self, pdu_type: int, body: memoryview) -> None:
         if self._reply is not None and not self._reply.done():
-            self._reply.set_result((pdu_type, body))
+            self._reply.set_result((pdu_type, bytes(body)))
             return
         if pdu_type == _ul.PDU_P_DATA:
             self._pdata(body)
@@ -241,7 +268,7 @@ class Association(asyncio.Protocol):
         else:
             raise _ul.ProtocolError(f"unexpected PDU type 0x{pdu_type:02X}")
 
-    def _pdata(self, body: bytes) -> None:
+    def _pdata(self, body: memoryview) -> None:
         pos, end = 0, len(body)
         while pos < end:
             if pos + 6 > end:
