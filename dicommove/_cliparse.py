@@ -323,6 +323,12 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         "is a missing row naming it, and is asked for again",
     )
     mv.add_argument(
+        "--relational",
+        action="store_true",
+        help="ask the PACS for relational-retrieve (SOP Class Extended Negotiation): an "
+        "IMAGE-level query may then list SOPInstanceUIDs alone, without their study and series",
+    )
+    mv.add_argument(
         "--resolve",
         action="store_true",
         help="find the UIDs of a query or --cohort rows that carry other keys (AccessionNumber, "

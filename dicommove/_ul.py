@@ -7,7 +7,7 @@ so every PDU and command-set rule can be tested with plain bytes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -303,12 +303,15 @@ def encode_associate_rq(
     implementation_class_uid: str,
     implementation_version_name: str,
     scp_roles: Sequence[str] = (),
+    extended: Mapping[str, bytes] | None = None,
 ) -> bytes:
     """Encode an A-ASSOCIATE-RQ proposing ``contexts`` (PS3.8 9.3.2).
 
     ``scp_roles`` are the SOP classes for which we propose the SCP role only (an SCP/SCU
     Role Selection item each, PS3.7 D.3.3.4): the storage classes of a C-GET, whose
-    C-STOREs come to us on this association.
+    C-STOREs come to us on this association. ``extended`` maps SOP classes to their
+    Service-class-application-information (a SOP Class Extended Negotiation item each,
+    PS3.7 D.3.3.5), e.g. a first byte of 1 to ask a C-MOVE class for relational-retrieval.
     """
     items = [_item(0x10, APPLICATION_CONTEXT.encode())]
     for cx in contexts:
@@ -318,11 +321,16 @@ def encode_associate_rq(
     roles = b"".join(
         _item(0x54, struct.pack(">H", len(uid)) + uid.encode() + b"\x00\x01") for uid in scp_roles
     )
+    asked = b"".join(
+        _item(0x56, struct.pack(">H", len(uid)) + uid.encode() + info)
+        for uid, info in (extended or {}).items()
+    )
     user = (
         _item(0x51, struct.pack(">I", max_pdu))
         + _item(0x52, implementation_class_uid.encode())
         + roles
         + _item(0x55, implementation_version_name.encode())
+        + asked
     )
     items.append(_item(0x50, user))
     fixed = struct.pack(">HH", 1, 0) + _ae(called_ae) + _ae(calling_ae) + bytes(32)
@@ -355,6 +363,26 @@ def decode_associate_ac(body: bytes) -> tuple[int, dict[int, tuple[int, str]]]:
                 if sub_type == 0x51 and len(sub) == 4:
                     (max_pdu,) = struct.unpack(">I", sub)
     return max_pdu, results
+
+
+def decode_extended_negotiation(body: bytes) -> dict[str, bytes]:
+    """Return the SOP Class Extended Negotiation answers of an A-ASSOCIATE-AC body.
+
+    ``{SOP class UID: Service-class-application-information}``; a class the acceptor did
+    not answer is absent (PS3.7 D.3.3.5: it declined). Malformed items are skipped.
+    """
+    answers: dict[str, bytes] = {}
+    try:
+        items = _items(body, 68, len(body)) if len(body) >= 68 else []
+        for value in (value for item_type, value in items if item_type == 0x50):
+            for sub_type, sub in _items(value, 0, len(value)):
+                if sub_type == 0x56 and len(sub) >= 2:
+                    (n,) = struct.unpack_from(">H", sub)
+                    if 2 + n <= len(sub):
+                        answers[_uid(sub[2 : 2 + n])] = bytes(sub[2 + n :])
+    except ProtocolError:
+        pass  # what was read before the malformed item stands
+    return answers
 
 
 def encode_release_rq() -> bytes:

@@ -161,6 +161,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
             tags=args.tags,
             method=args.method,
             verify=args.verify,
+            relational=args.relational,
             timeouts=Timeouts(dimse=args.timeout, inactivity=args.timeout),
             retry=RetryPolicy(retries=args.retries),
             store=store,

@@ -251,6 +251,7 @@ class Acceptance:
     calling_ae: str = ""
     application_context: str = _ul.APPLICATION_CONTEXT
     extras: tuple[str, ...] = field(default=(), compare=False)
+    extended: dict[str, bytes] = field(default_factory=dict, compare=False)
 
 
 def pn_results(primitive: Any) -> dict[int, tuple[int, str]]:
@@ -337,6 +338,11 @@ def pn_ac(acceptance: Acceptance) -> bytes:
         window.maximum_number_operations_invoked = 1
         window.maximum_number_operations_performed = 1
         items.append(window)
+    for uid, info in acceptance.extended.items():
+        extended = pdu_primitives.SOPClassExtendedNegotiation()
+        extended.sop_class_uid = uid
+        extended.service_class_application_information = info
+        items.append(extended)
     primitive.user_information = items
     ac = pdu.A_ASSOCIATE_AC()
     ac.from_primitive(primitive)
@@ -371,6 +377,41 @@ def test_pynetdicoms_associate_ac_reads_the_same_in_ours(acceptance: Acceptance)
     max_pdu, results = _ul.decode_associate_ac(raw[6:])
     accepted = {cid: (r, ts if r == _ul.ACCEPTED else "") for cid, (r, ts) in results.items()}
     assert (accepted, max_pdu) == (acceptance.results, acceptance.max_pdu)
+
+
+def test_extended_negotiation_answers_read_by_us_as_pynetdicom_wrote_them() -> None:
+    answers = {_sop.STUDY_ROOT_MOVE: b"\x01", _sop.STUDY_ROOT_FIND: b"\x01\x00\x01"}
+    acceptance = Acceptance({1: (0, EXPLICIT)}, 16384, "1.2", "A", "PACS", "DM", extras=("role",))
+    acceptance.extended.update(answers)
+    raw = pn_ac(acceptance)
+    assert _ul.decode_extended_negotiation(raw[6:]) == answers
+    acceptance.extended.clear()
+    assert _ul.decode_extended_negotiation(pn_ac(acceptance)[6:]) == {}  # declined: no item
+
+
+def test_our_extended_negotiation_items_read_by_pynetdicom() -> None:
+    asked = {_sop.STUDY_ROOT_MOVE: b"\x01", _sop.PATIENT_ROOT_GET: b"\x01"}
+    raw = _ul.encode_associate_rq(
+        called_ae="PACS",
+        calling_ae="DM",
+        contexts=[_ul.PresentationContext(1, _sop.STUDY_ROOT_MOVE, [EXPLICIT])],
+        max_pdu=16384,
+        implementation_class_uid="1.2",
+        implementation_version_name="DM",
+        scp_roles=[CT],
+        extended=asked,
+    )
+    rq = pdu.A_ASSOCIATE_RQ()
+    rq.decode(raw)
+    items = rq.to_primitive().user_information
+    read = {
+        str(item.sop_class_uid): bytes(item.service_class_application_information or b"")
+        for item in items
+        if isinstance(item, pdu_primitives.SOPClassExtendedNegotiation)
+    }
+    assert read == asked
+    roles = [i for i in items if isinstance(i, pdu_primitives.SCP_SCU_RoleSelectionNegotiation)]
+    assert [str(r.sop_class_uid) for r in roles] == [CT]  # the other items are untouched
 
 
 def test_our_associate_ac_is_pynetdicoms_byte_for_byte_when_all_are_accepted() -> None:

@@ -16,7 +16,7 @@ import contextlib
 import socket
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -81,6 +81,7 @@ class Association(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.contexts: dict[str, tuple[int, str]] = {}  # abstract syntax -> (id, syntax)
         self.peer_max_pdu = 0
+        self.extended: dict[str, bytes] = {}  # SOP class -> the PACS's extended negotiation
         self.established = False
         self.local_address = ""
         self._rbuf = bytearray(_READ_BUFFER)  # received bytes: PDUs are parsed in place
@@ -119,11 +120,13 @@ class Association(asyncio.BufferedProtocol):
         implementation_class_uid: str,
         implementation_version_name: str,
         storage_classes: Sequence[str] = (),
+        extended: Mapping[str, bytes] | None = None,
     ) -> Association:
         """Connect and negotiate.
 
         ``storage_classes`` (for C-GET) are proposed with the Storage SCP role: the
-        PACS may then send their instances to us on this association.
+        PACS may then send their instances to us on this association. ``extended`` asks
+        for SOP Class Extended Negotiation; the answers are in :attr:`extended`.
 
         Raises
         ------
@@ -156,6 +159,7 @@ class Association(asyncio.BufferedProtocol):
                     implementation_class_uid=implementation_class_uid,
                     implementation_version_name=implementation_version_name,
                     scp_roles=storage_classes,
+                    extended=extended,
                 )
             )
             try:
@@ -174,6 +178,7 @@ class Association(asyncio.BufferedProtocol):
             assoc.close()
             raise
         assoc.peer_max_pdu = peer_max_pdu
+        assoc.extended = _ul.decode_extended_negotiation(body) if extended else {}
         accepted = [cx for cx in proposed if results.get(cx.context_id, (1, ""))[0] == _ul.ACCEPTED]
         storage = set(storage_classes)
         assoc.contexts = {

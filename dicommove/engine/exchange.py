@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from .. import _sop, _ul
 from .. import _status as st
-from ..errors import MoveDestinationUnknown
+from ..errors import MoveDestinationUnknown, MoveError
 from ..query import encode_identifier
+from ..query.validation import missing_parent_keys
 from ..rows import Stop
 from .association import Aborted, Association, Interrupted, Response
 from .request import FINISHED, MAX_SUBOPERATIONS, Attempt, Next, Part, label_of
@@ -90,6 +91,14 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
     get = run.method == "get"
     sop_class = (_sop.GET if get else _sop.MOVE)[model]
     cx_id, syntax = pool.context(assoc, sop_class)
+    if query.relational and not pool.relational_accepted(assoc, sop_class):
+        asked = "declined" if pool.relational else "was not asked for"
+        raise MoveError(
+            f"[{query}] leaves out {', '.join(missing_parent_keys(query.elements, model))}: "
+            f"that needs relational-retrieve, which {run.pacs} {asked} (SOP Class Extended "
+            f"Negotiation of {_sop.NAMES[sop_class]}). Add the missing UIDs, or find them by "
+            "C-FIND with resolve=True (--resolve)"
+        )
     identifier = encode_identifier(query, implicit=syntax == _sop.IMPLICIT_VR_LE)
     now = run.loop.time()
     part.start_attempt(pool.next_message_id(), worker, now)

@@ -66,6 +66,9 @@ class Pool:
         ``"get"``: the associations propose C-GET and, with the Storage SCP role, the
         storage classes of :data:`dicommove._sop.GET_STORAGE_CLASSES` instead of C-MOVE;
         ``"auto"``: both (one storage class fewer: 128 presentation contexts at most).
+    relational : bool
+        Ask for relational-retrieval (and relational queries) on the Patient and Study
+        Root classes by SOP Class Extended Negotiation (PS3.4 C.5.1.1, C.5.2, C.5.3).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Pool:
         max_pdu: int,
         timeouts: Timeouts,
         method: Literal["move", "get", "auto"] = "move",
+        relational: bool = False,
     ) -> None:
         self.pacs = pacs
         self.ae_title = ae_title
@@ -83,12 +87,22 @@ class Pool:
         self.timeouts = timeouts
         self.method = method
         self._services = {"move": _SERVICES, "get": _GET_SERVICES, "auto": _BOTH}[method]
+        self.relational = relational
+        roots = ("study", "patient")
+        hierarchical = [t[m] for t in (_sop.MOVE, _sop.GET, _sop.FIND) for m in roots]
+        self._extended = {
+            uid: b"\x01" for uid in self._services if relational and uid in hierarchical
+        }
         # 128 presentation contexts at most: the services, then as many storage classes
         room = 128 - len(self._services)
         self._storage: tuple[str, ...] = _sop.GET_STORAGE_CLASSES[:room] if method != "move" else ()
         self._store: GetStore | None = None
         self._assocs: dict[int, Association] = {}
         self._message_ids = 0
+
+    def relational_accepted(self, assoc: Association, sop_class: str) -> bool:
+        """Whether the PACS accepted relational-retrieval (or -queries) for ``sop_class``."""
+        return assoc.extended.get(sop_class, b"")[:1] == b"\x01"
 
     @property
     def storage_classes(self) -> tuple[str, ...]:
@@ -160,6 +174,7 @@ class Pool:
                 called_ae=pacs.ae_title,
                 abstract_syntaxes=self._services,
                 storage_classes=self._storage,
+                extended=self._extended,
                 max_pdu=self.max_pdu,
                 connect_timeout=t.connect,
                 acse_timeout=t.acse,

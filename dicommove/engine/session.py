@@ -70,6 +70,7 @@ class SessionOptions(TypedDict, total=False):
     tags: Sequence[str] | None
     method: Literal["move", "get", "auto"]
     verify: bool
+    relational: bool
 
 
 class AsyncSession:
@@ -122,6 +123,10 @@ class AsyncSession:
         SOPInstanceUID (a PACS that answers Success while sending fewer, or nothing, is
         caught by name), and a request that misses some is asked again for exactly those
         (``RetryPolicy``).
+    relational : bool
+        Ask the PACS for relational-retrieve (SOP Class Extended Negotiation) and accept
+        requests without the unique keys above their level, e.g. SOPInstanceUIDs alone.
+        A PACS that declines it ends such a move with :class:`~dicommove.MoveError`.
     tags : list of str, optional
         Header elements to add to the manifest as columns, by keyword (e.g.
         ``["Modality", "SeriesDescription", "InstanceNumber"]``), read from each
@@ -152,16 +157,18 @@ class AsyncSession:
         tags: Sequence[str] | None = None,
         method: Literal["move", "get", "auto"] = "move",
         verify: bool = False,
+        relational: bool = False,
     ) -> None:
         self.pacs = Node.parse(pacs)
-        if not isinstance(verify, bool):
-            raise InputError(f"verify={verify!r}: use True or False")
+        for name, flag in (("verify", verify), ("relational", relational)):
+            if not isinstance(flag, bool):
+                raise InputError(f"{name}={flag!r}: use True or False")
         if verify and move_destination not in (None, ae_title):
             raise InputError(
                 "verify=True checks what arrives here: it needs our own store SCP (or C-GET), "
                 f"not move_destination={move_destination!r}"
             )
-        self.verify = verify
+        self.verify, self.relational = verify, relational
         _check_options(
             method=method,
             ae_title=ae_title,
@@ -201,6 +208,7 @@ class AsyncSession:
             max_pdu=self.store_options.max_pdu,
             timeouts=self.timeouts,
             method=method,
+            relational=relational,
         )
         self._closed = False
         self._close_when_done = False
@@ -314,7 +322,8 @@ class AsyncSession:
     # -- moving ------------------------------------------------------------------------
     def plan(self, what: Any, *, strict: bool = True, batch: int = 1) -> list[Planned]:
         """Turn what the user passed into planned requests (validated; nothing sent)."""
-        return plan(to_requests(what, model=self.model, strict=strict), batch=batch)
+        requests = to_requests(what, model=self.model, strict=strict, relational=self.relational)
+        return plan(requests, batch=batch)
 
     async def prepare(
         self, what: Any, *, strict: bool = True, batch: int = 1, resolve: bool = False

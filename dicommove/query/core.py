@@ -34,7 +34,7 @@ from ._model import (
 from .files import read_query_dataset, read_query_file
 from .identifier import _to_dataset
 from .selectors import _coerce, _resolve, _tag_info, _tag_text, parse_assignment, parse_selector
-from .validation import identifier_problems
+from .validation import identifier_problems, missing_parent_keys
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -285,18 +285,30 @@ class Query:
 
     # ------------------------------------------------------------ validation
 
-    def problems(self) -> list[str]:
+    def problems(self, *, relational: bool = False) -> list[str]:
         """List what makes this identifier invalid for a C-MOVE (PS3.4 C.4.2.2.1).
+
+        Parameters
+        ----------
+        relational : bool
+            Relational-retrieve: the unique keys above the retrieve level may be absent.
 
         Returns
         -------
         list of str
             One message per problem, each saying what to do; empty if valid.
         """
-        return identifier_problems(self.elements, self.information_model)
+        return identifier_problems(self.elements, self.information_model, relational=relational)
 
-    def _check(self, strict: bool, context: str, stacklevel: int) -> None:
-        found = self.problems()
+    @property
+    def relational(self) -> bool:
+        """Whether a unique key above the retrieve level is left out (relational-retrieve)."""
+        return bool(missing_parent_keys(self.elements, self.information_model))
+
+    def _check(
+        self, strict: bool, context: str, stacklevel: int, *, relational: bool = False
+    ) -> None:
+        found = self.problems(relational=relational)
         if not found:
             return
         if strict:

@@ -300,7 +300,9 @@ def _pandas_queries(obj: object, model: Model) -> list[tuple[Hashable, Query]] |
     return None
 
 
-def to_requests(obj: Any, *, model: Model = "study", strict: bool = True) -> list[Request]:
+def to_requests(
+    obj: Any, *, model: Model = "study", strict: bool = True, relational: bool = False
+) -> list[Request]:
     """Turn what the user passed into a list of validated C-MOVE requests.
 
     Parameters
@@ -328,6 +330,9 @@ def to_requests(obj: Any, *, model: Model = "study", strict: bool = True) -> lis
     strict : bool
         Raise on an invalid identifier if true; otherwise warn
         (:class:`~dicommove.errors.QueryWarning`) and keep it.
+    relational : bool
+        Accept identifiers without the unique keys above their retrieve level (e.g.
+        SOPInstanceUIDs alone): the PACS must accept relational-retrieve.
 
     Returns
     -------
@@ -353,7 +358,7 @@ def to_requests(obj: Any, *, model: Model = "study", strict: bool = True) -> lis
         if frame_pairs is not None:
             pairs = frame_pairs
         elif getattr(obj, "ndim", None) == 1:
-            return to_requests(list(obj), model=model, strict=strict)
+            return to_requests(list(obj), model=model, strict=strict, relational=relational)
         else:
             raise _unaccepted(obj)
     else:
@@ -368,7 +373,7 @@ def to_requests(obj: Any, *, model: Model = "study", strict: bool = True) -> lis
             context = f"row {index!r}: "
         else:
             context = ""
-        query._check(strict, context, stacklevel=2)
+        query._check(strict, context, stacklevel=2, relational=relational)
         requests.append(Request(index, query))
     logger.debug("built %d C-MOVE request(s)", len(requests))
     return requests

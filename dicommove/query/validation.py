@@ -30,20 +30,40 @@ from ._model import (
 )
 from .selectors import _tag_info, _tag_text
 
-__all__ = ["identifier_problems"]
+__all__ = ["identifier_problems", "missing_parent_keys"]
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
-def identifier_problems(elements: Sequence[tuple[int, Value]], model: Model) -> list[str]:
+def missing_parent_keys(elements: Sequence[tuple[int, Value]], model: Model) -> list[str]:
+    """Return the unique keys of the levels above the retrieve level that are absent.
+
+    Such an identifier needs relational-retrieve (empty for Composite Instance Root,
+    which has no levels above IMAGE, and when the level is missing or unknown).
+    """
+    values = dict(elements)
+    levels = _MODEL_LEVELS[model]
+    level = values.get(_QR_LEVEL)
+    if model == "composite" or not isinstance(level, str) or level not in levels:
+        return []
+    above = levels[: levels.index(level)]
+    return [UNIQUE_KEYS[lv] for lv in above if _UNIQUE_TAGS[lv] not in values]
+
+
+def identifier_problems(
+    elements: Sequence[tuple[int, Value]], model: Model, *, relational: bool = False
+) -> list[str]:
     """List what makes an identifier invalid for a C-MOVE (PS3.4 C.4.2.2.1).
 
     Parameters
     ----------
     elements : sequence of (int, Value)
         The identifier's elements, typed and deduplicated (as in :class:`Query`).
-    model : {'study', 'patient'}
+    model : {'study', 'patient', 'composite'}
         The information model.
+    relational : bool
+        Relational-retrieve (PS3.4 C.4.2.2.1, by SOP Class Extended Negotiation): the
+        unique keys of the levels above the retrieve level may be left out.
 
     Returns
     -------
@@ -103,11 +123,20 @@ def identifier_problems(elements: Sequence[tuple[int, Value]], model: Model) -> 
                         f"or set QueryRetrieveLevel={key_level}"
                     )
                 continue
+            if not present and depth < 0 and relational:
+                continue  # relational-retrieve: the PACS finds the levels above
             if not present:
                 needed = ", ".join(UNIQUE_KEYS[lv] for lv in levels[: levels.index(level) + 1])
+                hint = ""
+                if depth < 0 and model != "composite":
+                    hint = (
+                        "; or find them by C-FIND with resolve=True (--resolve), or leave "
+                        "them out with relational=True (--relational) where the PACS "
+                        "supports relational retrieve"
+                    )
                 found.append(
                     f"{keyword} is missing: a {level}-level C-MOVE in {root} needs the "
-                    f"unique key of every level down to {level} ({needed})"
+                    f"unique key of every level down to {level} ({needed}){hint}"
                 )
                 continue
             if value is None:

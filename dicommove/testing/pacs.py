@@ -39,7 +39,7 @@ from types import TracebackType
 
 from pynetdicom import StoragePresentationContexts, evt
 from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
-from pynetdicom.events import EventHandlerType
+from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .._sop import VERIFICATION
@@ -152,6 +152,10 @@ class DemoPACS(QueryRetrieveHandlers):
         0xA801. If false and exactly one destination is registered, an unknown
         title is sent there anyway (with the requested title as Called AE), like
         a PACS that does not check titles.
+    relational : bool
+        Accept relational-retrieve and relational queries when a requestor asks for them
+        by SOP Class Extended Negotiation (Patient and Study Root). Matching is relational
+        either way, as in Orthanc; this only changes what the PACS answers.
 
     Attributes
     ----------
@@ -202,6 +206,7 @@ class DemoPACS(QueryRetrieveHandlers):
         port: int = 0,
         destinations: Mapping[str, tuple[str, int]] | None = None,
         require_known_destination: bool = True,
+        relational: bool = False,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
             raise InputError(f"invalid port {port!r}: use 0 (any free port) or 1 to 65535")
@@ -210,6 +215,7 @@ class DemoPACS(QueryRetrieveHandlers):
         self._host = host
         self._requested_port = port
         self.require_known_destination = require_known_destination
+        self.relational = relational
         self.faults = PacsFaults()
 
         super().__init__()  # the request logs and counters, and self._lock
@@ -263,6 +269,7 @@ class DemoPACS(QueryRetrieveHandlers):
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_C_MOVE, self._on_move),
             (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_SOP_EXTENDED, self._on_extended),
         ]
         try:
             server = ae.make_server(
@@ -290,6 +297,15 @@ class DemoPACS(QueryRetrieveHandlers):
             "DemoPACS %s serving %d instances from %s", self.node, self.instances, self._root
         )
         return self
+
+    def _on_extended(self, event: Event) -> dict[str, bytes]:
+        """Answer SOP Class Extended Negotiation: relational-retrieve/queries if enabled."""
+        app_info: dict[str, bytes] = getattr(event, "app_info", {})  # set for this event
+        return {
+            uid: b"\x01"
+            for uid, info in app_info.items()
+            if self.relational and uid in (PATIENT_ROOT | STUDY_ROOT) and info[:1] == b"\x01"
+        }
 
     def stop(self) -> None:
         """Stop listening and abort open associations. Stopping twice is harmless."""
