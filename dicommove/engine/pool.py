@@ -68,7 +68,7 @@ class Pool:
         ``"auto"``: both (one storage class fewer: 128 presentation contexts at most).
     relational : bool
         Ask for relational-retrieval (and relational queries) on the Patient and Study
-        Root classes by SOP Class Extended Negotiation (PS3.4 C.5.1.1, C.5.2, C.5.3).
+        Root classes by SOP Class Extended Negotiation (PS3.4 C.5.1 to C.5.3).
     """
 
     def __init__(
