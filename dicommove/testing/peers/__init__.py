@@ -43,7 +43,9 @@ Its parts, all re-exported here (import from :mod:`dicommove.testing.peers`):
   group, restart on the same ports);
 * ``_orthanc``: :class:`Orthanc`;
 * ``_dcmtk``: :class:`DcmQrScp`, :class:`StoreScp` and the DCMTK clients :func:`echo`
-  (echoscu) and :func:`storescu`.
+  (echoscu) and :func:`storescu`; :class:`PeerTls`, the DICOM TLS settings that Orthanc,
+  storescp, echo and storescu take (``tls=``; certificates from
+  :func:`dicommove.testing.tls.make_pki`).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from ._common import (
     require_peers,
     wait_for,
 )
-from ._dcmtk import MAX_DCMTK_PDU, DcmQrScp, StoreScp, echo, storescu
+from ._dcmtk import MAX_DCMTK_PDU, DcmQrScp, PeerTls, StoreScp, echo, storescu
 from ._orthanc import Orthanc
 
 __all__ = [
@@ -80,6 +82,7 @@ __all__ = [
     "Orthanc",
     "PeerError",
     "PeerMissing",
+    "PeerTls",
     "StoreScp",
     "binary",
     "dataset_bytes",

@@ -3,6 +3,11 @@
 DCMTK tools are always called by absolute path (``/usr/bin/...``, see :func:`binary`): ``pip
 install pynetdicom`` puts same-named console scripts on ``PATH``. All of them run with
 ``TCP_NODELAY=1`` (:func:`peer_env`), without which DCMTK 3.6.7 stalls ~40 ms per C-STORE.
+
+DICOM TLS (:class:`PeerTls`): echoscu, storescu and storescp take ``tls=``. DCMTK 3.6.7's
+movescu, getscu and dcmqrscp have no TLS at all. Its default profile (BCP 195,
+non-downgrading) offers TLS 1.2 only with RSA certificates (DHE/ECDHE-RSA with AES-GCM);
+ECDSA certificates work with TLS 1.3 only ("no shared cipher" on TLS 1.2).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from ._common import (
     LOADER_AE,
@@ -24,19 +31,123 @@ from ._common import (
 )
 from ._server import Pacs, Server
 
+if TYPE_CHECKING:
+    from ..tls import TlsFiles
+
 #: The largest PDU DCMTK's tools accept to receive (``-pdu``): what we give them, as the
 #: fastest setting (their default, 16,384, is ~20 % slower on large images).
 MAX_DCMTK_PDU = 131072
 
 # --------------------------------------------------------------------------------------------
+# TLS settings
+
+
+@dataclass(frozen=True)
+class PeerTls:
+    """The DICOM TLS settings of one peer or DCMTK tool: its certificate, whom it trusts.
+
+    Parameters
+    ----------
+    ca : Path, optional
+        PEM file of the certificates trusted to sign the other side's certificate (DCMTK
+        ``+cf``, Orthanc ``DicomTlsTrustedCertificates``). It must hold the issuing CA: a
+        CA-signed leaf alone does not verify (OpenSSL wants a chain to a self-signed root).
+        None: the other side is not verified (``-ic``; needs ``peer_cert="ignore"``).
+    cert, key : Path, optional
+        Our PEM certificate and its unencrypted private key (``+tls key cert``). Both or
+        neither; neither means anonymous TLS (``+tla``), for clients only.
+    peer_cert : {"require", "verify", "ignore"}
+        What a server does with the client's certificate: demand and verify it
+        (``-rc``, default), verify it if one is presented (``-vc``), or ignore it
+        (``-ic``). Clients always verify the server's certificate unless ``"ignore"``.
+
+    Raises
+    ------
+    ValueError
+        If only one of ``cert`` and ``key`` is given, or ``ca`` is missing and
+        ``peer_cert`` is not ``"ignore"``.
+    """
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    peer_cert: Literal["require", "verify", "ignore"] = "require"
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("PeerTls: give both cert and key, or neither (anonymous TLS)")
+        if self.peer_cert not in ("require", "verify", "ignore"):
+            raise ValueError(f"PeerTls: peer_cert={self.peer_cert!r}")
+        if self.ca is None and self.peer_cert != "ignore":
+            raise ValueError('PeerTls: without ca, the peer cannot be verified: peer_cert="ignore"')
+
+    @classmethod
+    def from_pki(
+        cls,
+        pki: TlsFiles,
+        role: Literal["server", "client", "untrusted", "anonymous"] = "client",
+        *,
+        peer_cert: Literal["require", "verify", "ignore"] = "require",
+    ) -> PeerTls:
+        """Return the settings of one identity of a :func:`~dicommove.testing.tls.make_pki` PKI.
+
+        Every role trusts the PKI's CA (``ca_cert``); ``"untrusted"`` presents the leaf
+        signed by the other CA, ``"anonymous"`` presents no certificate.
+        """
+        if role == "anonymous":
+            return cls(ca=pki.ca_cert, peer_cert=peer_cert)
+        cert, key = {
+            "server": (pki.server_cert, pki.server_key),
+            "client": (pki.client_cert, pki.client_key),
+            "untrusted": (pki.untrusted_cert, pki.untrusted_key),
+        }[role]
+        return cls(ca=pki.ca_cert, cert=cert, key=key, peer_cert=peer_cert)
+
+    def dcmtk_args(self, *, server: bool = False) -> list[str]:
+        """Return the DCMTK options for these settings (as a client, or ``server=True``).
+
+        Raises
+        ------
+        ValueError
+            If a server has no certificate (DCMTK servers have no anonymous TLS).
+        """
+        if self.cert is not None and self.key is not None:
+            args = ["+tls", str(self.key), str(self.cert)]
+        elif server:
+            raise ValueError("a DCMTK TLS server needs a certificate and key")
+        else:
+            args = ["+tla"]
+        if self.ca is not None:
+            args += ["+cf", str(self.ca)]
+        if self.peer_cert == "ignore":
+            args.append("-ic")
+        elif server and self.peer_cert == "verify":
+            args.append("-vc")
+        else:
+            args.append("-rc")
+        return args
+
+
+# --------------------------------------------------------------------------------------------
 # clients: echoscu, storescu
 
 
-def echo(ae_title: str, port: int, *, calling: str = LOADER_AE, timeout: float = 2.0) -> bool:
-    """Return whether ``ae_title`` at 127.0.0.1:``port`` answers a C-ECHO (DCMTK echoscu)."""
+def echo(
+    ae_title: str,
+    port: int,
+    *,
+    calling: str = LOADER_AE,
+    timeout: float = 2.0,
+    tls: PeerTls | None = None,
+) -> bool:
+    """Return whether ``ae_title`` at 127.0.0.1:``port`` answers a C-ECHO (DCMTK echoscu).
+
+    With ``tls``, over DICOM TLS; a refused handshake returns False.
+    """
     secs = str(max(1, round(timeout)))
     argv = [
         str(binary("echoscu")),
+        *(tls.dcmtk_args() if tls is not None else []),
         "-to",
         secs,
         "-ta",
@@ -73,11 +184,13 @@ def storescu(
     calling: str = LOADER_AE,
     timeout: float = 600.0,
     batch: int = 1000,
+    tls: PeerTls | None = None,
 ) -> int:
     """Send DICOM files to 127.0.0.1:``port`` with DCMTK storescu; return how many were sent.
 
     ``files`` may contain directories: they are scanned recursively for ``*.dcm``. Files go
-    ``batch`` per association (one association for small sets).
+    ``batch`` per association (one association for small sets). With ``tls``, over DICOM
+    TLS.
 
     Raises
     ------
@@ -98,6 +211,7 @@ def storescu(
         "30",
         "-pdu",
         str(MAX_DCMTK_PDU),
+        *(tls.dcmtk_args() if tls is not None else []),
     ]
     runs: list[list[str]] = []
     if dirs:
@@ -247,6 +361,10 @@ class StoreScp(Server):
     C-STORE request (``-v``), so that :meth:`stores_logged` can count them. ``pdu`` is the
     largest PDU it receives (``-pdu``; default storescp's maximum, 131,072: its own default,
     16,384, is ~20 % slower on large images).
+
+    With ``tls`` (a certificate and key are required) it accepts DICOM TLS only; its
+    readiness probe then presents the same certificate, so that certificate must verify
+    against its own ``tls.ca``, as the leaves of :func:`~dicommove.testing.tls.make_pki` do.
     """
 
     name = "storescp"
@@ -260,13 +378,17 @@ class StoreScp(Server):
         port: int | None = None,
         ignore: bool = False,
         pdu: int = MAX_DCMTK_PDU,
+        tls: PeerTls | None = None,
     ):
         super().__init__(workdir)
+        if tls is not None and tls.cert is None:
+            raise ValueError("storescp over TLS needs a certificate and key (tls.cert, tls.key)")
         self._ae_title = ae_title
         self._fixed_port = port
         self._port = port or 0
         self.ignore = ignore
         self.pdu = pdu
+        self.tls = tls
 
     @property
     def out_dir(self) -> Path:
@@ -292,13 +414,14 @@ class StoreScp(Server):
             self._ae_title,
             "-pdu",
             str(self.pdu),
+            *(self.tls.dcmtk_args(server=True) if self.tls is not None else []),
             "-od",
             str(self.out_dir),
             str(self._port),
         ]
 
     def _ready(self) -> bool:
-        return echo(self._ae_title, self._port)
+        return echo(self._ae_title, self._port, tls=self.tls)
 
     def stores_logged(self) -> list[int]:
         """Return the Message IDs of the C-STORE requests logged so far (``ignore=True`` only)."""

@@ -2,6 +2,19 @@
 
 Orthanc 1.10 (Debian package ``orthanc``) learns C-MOVE destinations from its
 ``DicomModalities``, which :meth:`Orthanc.add_modality` also edits at run time over REST.
+
+DICOM TLS (``Orthanc(tls=PeerTls(...))``), as measured on Orthanc 1.10.1:
+
+* ``DicomTlsEnabled`` switches the SCP to TLS *only* (one port; plain associations fail with
+  "TLS error: wrong version number" in its log). The SCU uses TLS per destination
+  (``"UseDicomTls": true``, also accepted over REST), whatever ``DicomTlsEnabled`` says.
+* ``DicomTlsTrustedCertificates`` must hold the CA that signed the peers' certificates; the
+  peers' CA-signed leaves alone fail ("TLS error: certificate verify failed"). With the SCP
+  on, Orthanc exits at start without it ("Inexistent file: Cannot read file with trusted
+  certificates for DICOM TLS"); SCU-only, it starts, and each TLS C-MOVE fails ("Bad sequence
+  of calls: DICOM TLS - No path to the trusted remote certificates was provided").
+* ``DicomTlsRemoteCertificateRequired: false`` admits clients without a certificate (and
+  still refuses one that does not verify, "certificate verify failed").
 """
 
 from __future__ import annotations
@@ -11,7 +24,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +38,7 @@ from ._common import (
     free_port,
     tail,
 )
-from ._dcmtk import echo, storescu
+from ._dcmtk import PeerTls, echo, storescu
 from ._server import Pacs
 
 
@@ -38,6 +51,16 @@ class Orthanc(Pacs):
 
     Orthanc listens on all interfaces (1.10 has no bind option); HTTP answers only localhost.
     ``config`` is merged over the generated configuration, e.g. ``{"LimitFindResults": 10}``.
+
+    ``tls`` gives Orthanc a DICOM TLS identity: ``tls.cert`` and ``tls.key``
+    (``DicomTlsCertificate``, ``DicomTlsPrivateKey``, used by its SCP and its SCU), ``tls.ca``
+    (``DicomTlsTrustedCertificates``: the CA of its peers, for both directions) and
+    ``tls.peer_cert`` (``"require"`` or ``"verify"``: ``DicomTlsRemoteCertificateRequired``
+    true or false). With ``tls_scp=True`` (default) its SCP accepts TLS only, and its own
+    probe and :meth:`load` present ``tls.cert``, which must thus verify against ``tls.ca``;
+    with ``tls_scp=False`` its SCP stays plain and only the SCU uses TLS. Destinations named
+    in ``tls_modalities`` (or added with ``add_modality(..., tls=True)``) are reached over
+    TLS (``"UseDicomTls": true``).
     """
 
     name = "orthanc"
@@ -52,8 +75,23 @@ class Orthanc(Pacs):
         modalities: Mapping[str, tuple[str, int]] = NO_MODALITIES,
         pdu: int = 16384,
         config: Mapping[str, Any] | None = None,
+        tls: PeerTls | None = None,
+        tls_scp: bool = True,
+        tls_modalities: Collection[str] = (),
     ) -> None:
         super().__init__(workdir, ae_title=ae_title, modalities=modalities, pdu=pdu)
+        if tls is not None and (tls.cert is None or tls.ca is None):
+            raise ValueError("Orthanc's DICOM TLS needs tls.cert, tls.key and tls.ca")
+        if tls is not None and tls.peer_cert == "ignore":
+            raise ValueError('Orthanc always verifies client certificates: peer_cert="ignore"')
+        if tls_modalities and tls is None:
+            raise ValueError("tls_modalities need a TLS identity for Orthanc (tls=)")
+        unknown = set(tls_modalities) - set(self._modalities)
+        if unknown:
+            raise ValueError(f"tls_modalities not in modalities: {sorted(unknown)}")
+        self._tls = tls
+        self._tls_scp = tls is not None and tls_scp
+        self._tls_modalities = set(tls_modalities)
         self._extra_config = dict(config or {})
         self._http_port = 0
         self._system_name = ""
@@ -77,6 +115,16 @@ class Orthanc(Pacs):
         """The generated JSON configuration."""
         return self.workdir / "orthanc.json"
 
+    @property
+    def tls(self) -> PeerTls | None:
+        """Orthanc's DICOM TLS identity, or None."""
+        return self._tls
+
+    @property
+    def client_tls(self) -> PeerTls | None:
+        """What a DCMTK client needs to reach Orthanc's SCP (None: plain DICOM)."""
+        return self._tls if self._tls_scp else None
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def _choose_ports(self) -> None:
@@ -87,7 +135,25 @@ class Orthanc(Pacs):
 
     def _modality_json(self, ae: str, host: str, port: int) -> dict[str, Any]:
         # No transcoding: the destination receives the stored bytes as they are.
-        return {"AET": ae, "Host": host, "Port": port, "AllowTranscoding": False}
+        return {
+            "AET": ae,
+            "Host": host,
+            "Port": port,
+            "AllowTranscoding": False,
+            "UseDicomTls": ae in self._tls_modalities,
+        }
+
+    def _tls_config(self) -> dict[str, Any]:
+        tls = self._tls
+        if tls is None:
+            return {"DicomTlsEnabled": False}
+        return {
+            "DicomTlsEnabled": self._tls_scp,
+            "DicomTlsCertificate": str(tls.cert),
+            "DicomTlsPrivateKey": str(tls.key),
+            "DicomTlsTrustedCertificates": str(tls.ca),
+            "DicomTlsRemoteCertificateRequired": tls.peer_cert == "require",
+        }
 
     def _write_config(self) -> None:
         storage = self.workdir / "storage"
@@ -127,6 +193,7 @@ class Orthanc(Pacs):
             "DicomThreadsCount": 4,
             "DeidentifyLogs": False,
             "LogExportedResources": False,
+            **self._tls_config(),
             **self._extra_config,
         }
         self.config_path.write_text(json.dumps(config, indent=2))
@@ -151,7 +218,7 @@ class Orthanc(Pacs):
             return False
         if system.get("Name") != self._system_name:
             raise PeerError(f"another Orthanc answers on HTTP port {self._http_port} (in use)")
-        return echo(self._ae_title, self._port)
+        return echo(self._ae_title, self._port, tls=self.client_tls)
 
     # -- REST ------------------------------------------------------------------------------
 
@@ -173,13 +240,21 @@ class Orthanc(Pacs):
         """``GET path`` from the REST API, decoded from JSON."""
         return self.request("GET", path, timeout=timeout)
 
-    def add_modality(self, ae: str, host: str, port: int) -> None:
+    def add_modality(self, ae: str, host: str, port: int, *, tls: bool = False) -> None:
         """Register a C-MOVE destination; at run time via ``PUT /modalities/{ae}``.
 
         Orthanc 1.10.1 uses it at once, without a restart. It is also kept for later starts.
+        With ``tls=True`` Orthanc reaches it over DICOM TLS (``"UseDicomTls": true``), which
+        needs Orthanc's own ``tls``.
         """
         ((ae, (host, port)),) = check_modalities({ae: (host, port)}).items()
+        if tls and self._tls is None:
+            raise ValueError("a TLS destination needs a TLS identity for Orthanc (tls=)")
         self._modalities[ae] = (host, port)
+        if tls:
+            self._tls_modalities.add(ae)
+        else:
+            self._tls_modalities.discard(ae)
         if self.running:
             self.request(
                 "PUT",
@@ -190,6 +265,7 @@ class Orthanc(Pacs):
     def remove_modality(self, ae: str) -> None:
         """Forget a destination registered by :meth:`add_modality` (``DELETE /modalities``)."""
         self._modalities.pop(ae, None)
+        self._tls_modalities.discard(ae)
         if self.running:
             self.request("DELETE", f"/modalities/{urllib.parse.quote(ae, safe='')}")
 
@@ -202,7 +278,7 @@ class Orthanc(Pacs):
 
     def load(self, files: Iterable[Path]) -> int:
         """C-STORE ``files`` (or directories of ``*.dcm``) into Orthanc; return how many."""
-        return storescu(self._ae_title, self._port, files)
+        return storescu(self._ae_title, self._port, files, tls=self.client_tls)
 
     def count(self) -> int:
         """Return the number of instances stored."""
