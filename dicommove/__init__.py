@@ -32,6 +32,7 @@ from .errors import (
     NetworkError,
     QueryError,
     QueryWarning,
+    StoreAssociationRefused,
 )
 from .node import Node
 
@@ -69,6 +70,7 @@ __all__ = [
     "Request",
     "RetryPolicy",
     "Session",
+    "StoreAssociationRefused",
     "StoreOptions",
     "Timeouts",
     "__version__",

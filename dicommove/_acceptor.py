@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from . import _status as st
 from . import _ul
@@ -24,7 +24,7 @@ from .store import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Incomi
 if TYPE_CHECKING:
     from .scp import StoreSCP
 
-__all__ = ["MAX_ASSOCIATE_RQ", "MAX_COMMAND", "Connection"]
+__all__ = ["MAX_ASSOCIATE_RQ", "MAX_COMMAND", "Connection", "Refusal"]
 
 logger = logging.getLogger("dicommove")
 
@@ -35,6 +35,16 @@ MAX_COMMAND = 1 << 16
 
 # parser states
 _PDU_HEADER, _PDU_BODY, _PDV_HEADER, _PDV_DATA = range(4)
+
+
+class Refusal(NamedTuple):
+    """An association the store SCP rejected: who called, from where, and why."""
+
+    ip: str
+    calling_ae: str
+    called_ae: str
+    why: str
+    at: float  # loop time
 
 
 class _Closed(Exception):
@@ -69,6 +79,18 @@ class Connection(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.connected_at = self.last_activity = loop.time()
+        self.received = 0  # bytes read, for the minimum-rate check
+        self.rate_mark: tuple[float, int] | None = None  # (time, received) a message began
+
+    @property
+    def mid_message(self) -> bool:
+        """Whether part of a PDU or DIMSE message has arrived and the rest has not."""
+        if self.blocked:  # waiting for our disk, not for the peer
+            return False
+        between = self.state == _PDU_HEADER or (self.state == _PDV_HEADER and not self.pdu_left)
+        return (
+            not between or self.start < self.end or self.incoming is not None or bool(self.command)
+        )
 
     # -- asyncio ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,6 +111,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.end += nbytes
+        self.received += nbytes
         self.last_activity = self.loop.time()
         self._process()
 
@@ -269,6 +292,9 @@ class Connection(asyncio.BufferedProtocol):
                 rq.calling_ae,
                 rq.called_ae,
                 why,
+            )
+            scp.refusals.append(
+                Refusal(self.ip, rq.calling_ae, rq.called_ae, why, self.loop.time())
             )
             self.transport.write(_ul.encode_associate_rj(result, source, reason))
             self.close(why)

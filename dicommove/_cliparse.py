@@ -66,6 +66,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=f"the maximum PDU length we receive, {PDU_MIN}..{PDU_MAX} or 0 for "
         f"unlimited (default: {DEFAULT_MAX_PDU})",
     )
+    tls = parser.add_argument_group(
+        "DICOM TLS",
+        "any of these turns TLS on, for our associations to the PACS and (move) for the "
+        "store SCP; files are PEM",
+    )
+    tls.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="CA certificate(s) that sign the PACS's certificates (default: the system's)",
+    )
+    tls.add_argument(
+        "--tls-cert", metavar="FILE", help="our certificate: the client's and the store SCP's"
+    )
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
+    tls.add_argument(
+        "--tls-anonymous",
+        action="store_true",
+        help="anonymous TLS: present no client certificate, and let the store SCP accept "
+        "a PACS without one (the allow-lists still apply)",
+    )
 
 
 def _query_options(parser: argparse.ArgumentParser) -> None:
@@ -236,7 +256,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         default=[],
         metavar="AE",
         help="another calling AE title the store SCP accepts (repeatable; the PACS's own "
-        "is always accepted)",
+        "is always accepted). With ADDR as host:port, only these are; ANY accepts any",
     )
     mv.add_argument(
         "--allow-host",
@@ -244,6 +264,13 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         action="append",
         metavar="IP",
         help="accept store associations only from this IP address (repeatable)",
+    )
+    mv.add_argument(
+        "--max-associations",
+        type=int,
+        default=16,
+        metavar="N",
+        help="store associations at once; more are rejected as busy (default: 16)",
     )
     mv.add_argument(
         "--refuse-unrequested",

@@ -107,6 +107,27 @@ def _pacs_address(args: argparse.Namespace) -> Any:
     return node
 
 
+def _tls(args: argparse.Namespace, *, store: bool = False) -> dict[str, Any]:
+    """Return the ``tls``/``store_tls`` session options that the --tls-* flags ask for."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key or args.tls_anonymous):
+        return {}
+    from . import tls
+    from .errors import InputError
+
+    mine = {} if args.tls_anonymous else {"cert": args.tls_cert, "key": args.tls_key}
+    options: dict[str, Any] = {"tls": tls.client_context(args.tls_ca, **mine)}
+    if store:
+        if not (args.tls_cert and args.tls_key):
+            raise InputError(
+                "the store SCP needs a certificate to speak TLS: give --tls-cert and --tls-key "
+                "(or --method get, which receives on our own association)"
+            )
+        options["store_tls"] = tls.server_context(
+            args.tls_cert, args.tls_key, args.tls_ca, require_client_cert=not args.tls_anonymous
+        )
+    return options
+
+
 def _max_pdu(value: int) -> int:
     """Return ``--max-pdu-length`` as given, or raise :class:`InputError` if out of range."""
     from .errors import InputError
@@ -138,7 +159,10 @@ def _cmd_move(args: argparse.Namespace) -> int:
         unrequested=args.unrequested,
         accept_unknown_sop_classes=args.accept_unknown_sop_classes,
         durability=args.durability,
+        max_associations=args.max_associations,
     )
+    ours = args.move_destination in (None, args.calling_ae_title)
+    tls = _tls(args, store=args.method != "get" and ours)
     split: Any = {"auto": "auto", "always": True, "never": False}[args.split]
     try:
         rows = _api.move_rows(
@@ -165,6 +189,7 @@ def _cmd_move(args: argparse.Namespace) -> int:
             timeouts=Timeouts(dimse=args.timeout, inactivity=args.timeout),
             retry=RetryPolicy(retries=args.retries),
             store=store,
+            **tls,
         )
     except DicomMoveError as exc:
         if exc.rows is not None:  # whatever arrived is on disk: say so
@@ -250,6 +275,7 @@ def _cmd_find(args: argparse.Namespace) -> int:
             workers=args.workers,
             timeouts=Timeouts(dimse=args.timeout),
             store=StoreOptions(max_pdu=_max_pdu(args.max_pdu_length)),
+            **_tls(args),
         )
     except FindError as exc:
         if exc.found is not None and len(exc.found):  # what did arrive is not lost
@@ -274,7 +300,7 @@ def _cmd_echo(args: argparse.Namespace) -> int:
     from .options import StoreOptions
 
     store = StoreOptions(max_pdu=_max_pdu(args.max_pdu_length))
-    echo(node, ae_title=args.calling_ae_title, store=store)
+    echo(node, ae_title=args.calling_ae_title, store=store, **_tls(args))
     print(f"C-ECHO {node}: success")
     return EXIT_OK
 

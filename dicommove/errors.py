@@ -57,6 +57,7 @@ __all__ = [
     "NetworkError",
     "QueryError",
     "QueryWarning",
+    "StoreAssociationRefused",
 ]
 
 
@@ -225,6 +226,14 @@ class MoveError(DicomMoveError):
 
 class MoveDestinationUnknown(MoveError):
     """The PACS does not know the move destination AE title (0xA801)."""
+
+
+class StoreAssociationRefused(MoveError):
+    """Our store SCP refused the PACS's association (AE title or address not allowed).
+
+    The message names the calling AE title and address it saw and the option to
+    change (``allowed_aes``, ``allowed_hosts``, or the PACS's AE title in its address).
+    """
 
 
 class MoveIncomplete(MoveError):

@@ -18,6 +18,7 @@ Every field has the default a session uses when the object is not given.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,7 +28,10 @@ from .errors import InputError
 from .node import validate_ae_title
 from .store import DURABILITIES, Durability
 
-__all__ = ["RetryPolicy", "StoreOptions", "Timeouts"]
+__all__ = ["MAX_WORKERS", "RetryPolicy", "StoreOptions", "Timeouts", "check_session_options"]
+
+#: The most parallel associations a session opens (the store SCP takes 16 at once).
+MAX_WORKERS = 16
 
 
 def _seconds(name: str, value: float | None, *, optional: bool = False) -> None:
@@ -125,8 +129,11 @@ class StoreOptions:
     max_pdu : int
         The largest PDU we receive, announced on every association (default 262144);
         0 announces no limit.
-    allowed_aes : collection of str
-        Calling AE titles accepted besides the PACS's own.
+    allowed_aes : collection of str, or "ANY"
+        Calling AE titles accepted besides the PACS's own. When the PACS's address
+        names no AE title (``host:port``), only these are accepted. ``"ANY"`` (alone or
+        in the list) accepts any calling AE title: an explicit opt-in, since AE titles
+        are not authentication.
     allowed_hosts : collection of str, optional
         IP addresses accepted (default: any).
     unrequested : {"keep", "refuse"}
@@ -141,17 +148,30 @@ class StoreOptions:
         answered (slower on many small files). ``"none"``: left to the OS.
     max_associations : int
         Store associations at once; more are rejected as transient.
+    max_pending_per_ip : int
+        Connections from one IP address that have not associated yet (default 4); a new
+        one drops that address's oldest, so a flood from one address never takes
+        another's place.
+    min_rate : int
+        Bytes per second a message in progress must arrive at (default 1024), measured
+        over ``rate_window`` seconds; slower associations are aborted. 0: no check.
+    rate_window : float
+        Seconds over which ``min_rate`` is measured (default 15).
     """
 
     bind: str | None = None
     max_pdu: int = DEFAULT_MAX_PDU
-    allowed_aes: Collection[str] = ()
+    allowed_aes: Collection[str] | Literal["ANY"] = ()
     allowed_hosts: Collection[str] | None = None
     unrequested: Literal["keep", "refuse"] = "keep"
     accept_unknown_sop_classes: bool = False
     durability: Durability = "request"
     max_associations: int = 16
+    max_pending_per_ip: int = 4
+    min_rate: int = 1024
+    rate_window: float = 15.0
     _aes: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    _any: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_pdu, int) and 0 <= self.max_pdu < 1 << 32):
@@ -160,14 +180,82 @@ class StoreOptions:
             raise InputError(f"unrequested={self.unrequested!r}: use 'keep' or 'refuse'")
         if self.durability not in DURABILITIES:
             raise InputError(f"durability={self.durability!r}: use 'request', 'instance' or 'none'")
+        if self.allowed_aes == "ANY":
+            object.__setattr__(self, "allowed_aes", ("ANY",))
         if isinstance(self.allowed_aes, str) or isinstance(self.allowed_hosts, str):
-            raise InputError("allowed_aes and allowed_hosts take a list of strings, not a string")
-        if not (isinstance(self.max_associations, int) and self.max_associations >= 1):
-            raise InputError(f"max_associations={self.max_associations!r}: use an integer >= 1")
+            raise InputError(
+                "allowed_aes and allowed_hosts take a list of strings, not a string "
+                "(or allowed_aes='ANY')"
+            )
+        for name in ("max_associations", "max_pending_per_ip"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise InputError(f"{name}={value!r}: use an integer >= 1")
+        if not (isinstance(self.min_rate, int) and self.min_rate >= 0):
+            raise InputError(f"min_rate={self.min_rate!r}: use bytes per second >= 0 (0: no check)")
+        _seconds("StoreOptions.rate_window", self.rate_window)
         aes = frozenset(validate_ae_title(a) for a in self.allowed_aes)
-        object.__setattr__(self, "_aes", aes)
+        object.__setattr__(self, "_aes", aes - {"ANY"})
+        object.__setattr__(self, "_any", "ANY" in aes)
 
     @property
     def calling_aes(self) -> frozenset[str]:
-        """The extra calling AE titles, validated."""
+        """The extra calling AE titles, validated (without ``"ANY"``)."""
         return self._aes
+
+    @property
+    def any_calling_ae(self) -> bool:
+        """Whether any calling AE title is accepted (``allowed_aes`` has ``"ANY"``)."""
+        return self._any
+
+
+def check_session_options(
+    *,
+    verify: object,
+    relational: object,
+    method: object,
+    ae_title: str,
+    move_destination: str | None,
+    model: object,
+    port: object,
+    workers: object,
+    split: object,
+    objects: tuple[tuple[str, object, type], ...],
+) -> None:
+    """Refuse session options of the wrong kind or range (:class:`InputError`)."""
+    for name, flag in (("verify", verify), ("relational", relational)):
+        if not isinstance(flag, bool):
+            raise InputError(f"{name}={flag!r}: use True or False")
+    if verify and move_destination not in (None, ae_title):
+        raise InputError(
+            "verify=True checks what arrives here: it needs our own store SCP (or C-GET), "
+            f"not move_destination={move_destination!r}"
+        )
+    if method not in ("move", "get", "auto"):
+        raise InputError(
+            f"method={method!r}: use 'move' (C-MOVE), 'get' (C-GET) or 'auto' (C-MOVE, "
+            "and C-GET when the PACS cannot send to us)"
+        )
+    if method != "move" and move_destination not in (None, ae_title):
+        raise InputError(
+            f"method={method!r} retrieves over our own association when C-GET is used: it "
+            f"takes no other move destination (got move_destination={move_destination!r})"
+        )
+    if model not in ("study", "patient", "composite"):
+        raise InputError(f"unknown model {model!r}: use 'study', 'patient' or 'composite'")
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536):
+        raise InputError(f"invalid store port {port!r}: use 0 to 65535")
+    if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):
+        raise InputError(
+            f"workers={workers!r}: use an integer from 1 to {MAX_WORKERS} (the store SCP "
+            "takes 16 associations at once)"
+        )
+    if split not in ("auto", True, False):
+        raise InputError(f"split={split!r}: use 'auto', True or False")
+    for name, value, kind in objects:
+        if value is not None and not isinstance(value, kind):
+            raise InputError(f"{name}={value!r}: pass a {kind.__name__}(...)")
+        if name == "store_tls" and getattr(value, "protocol", None) == ssl.PROTOCOL_TLS_CLIENT:
+            raise InputError(
+                "store_tls takes a server context: dicommove.tls.server_context(cert, key, ca)"
+            )

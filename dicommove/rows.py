@@ -120,6 +120,7 @@ class RunContext:
     stop: Stop = Stop.NONE
     failure: str = ""  # the error that ended the move, if any
     store_address: str = ""  # our store SCP as host:port, for the PACS-cannot-reach hint
+    refused: str = ""  # the associations our store SCP refused, and what to change
     unrequested: int = 0  # instances that matched no request
 
 
@@ -459,6 +460,8 @@ def summary_rows(
                 f"; {ctx.unrequested} instances arrived that do not match this "
                 "request's keys (see the 'unrequested' rows): the PACS may have ignored a key"
             )
+        elif n_ok == 0 and ctx.refused:
+            reason += f"; {ctx.refused}"
         elif n_ok == 0 and ctx.store_address:
             reason += (
                 f"; the PACS could not reach our store SCP at {ctx.store_address} "

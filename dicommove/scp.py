@@ -10,13 +10,19 @@ size). A C-STORE is answered only after its file has its final name.
 Who may connect and for how long:
 
 * a connection that has not completed its A-ASSOCIATE-RQ holds no association
-  slot; at most ``max_pending`` such connections are kept (the oldest is dropped
-  for a new one), each for at most ``acse_timeout`` seconds;
+  slot; at most ``max_pending`` such connections are kept, and at most
+  ``max_pending_per_ip`` from one address (the oldest is dropped for a new one, so
+  a flood from one address never evicts another's), each for at most
+  ``acse_timeout`` seconds (with TLS, the handshake has that long too);
 * the called AE title must be ours, the calling AE title and the peer's address
   must be allowed; only then does the association take one of
   ``max_associations`` slots;
 * an established association that is silent for ``network_timeout`` seconds is
-  aborted.
+  aborted, and so is one whose message trickles in below ``min_rate`` bytes per
+  second over ``rate_window`` seconds.
+
+With an :class:`ssl.SSLContext` (``ssl=``) it speaks DICOM TLS (PS3.15 B.1), see
+:mod:`dicommove.tls`.
 
 :class:`StoreSCP` runs on the caller's event loop (``await scp.astart()``) or,
 through ``start()``/``stop()``, on dicommove's own loop thread.
@@ -28,10 +34,12 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
+from collections import Counter, deque
 from collections.abc import Callable, Collection
 
 from . import _sop, _ul
-from ._acceptor import MAX_ASSOCIATE_RQ, Connection
+from ._acceptor import MAX_ASSOCIATE_RQ, Connection, Refusal
 from ._defaults import DEFAULT_MAX_PDU
 from ._loop import loop_thread
 from .errors import LocalSetupError
@@ -57,6 +65,7 @@ __all__ = [
     "Incoming",
     "InstanceStore",
     "Received",
+    "Refusal",
     "StoreSCP",
     "is_valid_uid",
 ]
@@ -106,6 +115,20 @@ class StoreSCP:
         Concurrent store associations; more are rejected as transient.
     max_pending : int
         Connections kept that have not associated yet; a new one drops the oldest.
+    max_pending_per_ip : int
+        The same, from one IP address.
+    min_rate : int
+        Bytes per second a message in progress must arrive at, measured over
+        ``rate_window`` seconds; 0 turns the check off.
+    rate_window : float
+        Seconds over which ``min_rate`` is measured.
+    ssl : ssl.SSLContext, optional
+        Speak TLS with this server context (see :func:`dicommove.tls.server_context`).
+
+    Attributes
+    ----------
+    refusals : collections.deque of Refusal
+        The last 100 associations rejected (calling AE, called AE, address, why).
     """
 
     def __init__(
@@ -125,6 +148,10 @@ class StoreSCP:
         accept_unknown_sop_classes: bool = False,
         max_associations: int = 16,
         max_pending: int = 32,
+        max_pending_per_ip: int = 4,
+        min_rate: int = 1024,
+        rate_window: float = 15.0,
+        ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.ae_title = ae_title
@@ -143,6 +170,12 @@ class StoreSCP:
         self.accept_unknown_sop_classes = accept_unknown_sop_classes
         self.max_associations = max_associations
         self.max_pending = max_pending
+        self.max_pending_per_ip = max_pending_per_ip
+        self.min_rate = min_rate
+        self.rate_window = rate_window
+        self.ssl = ssl
+        self.refusals: deque[Refusal] = deque(maxlen=100)
+        self._dropped: Counter[str] = Counter()  # pending connections dropped, by address
         self.fsync_each = store.durability == "instance"
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,6 +208,8 @@ class StoreSCP:
                 family=socket.AF_INET,
                 reuse_address=True,
                 backlog=128,
+                ssl=self.ssl,
+                ssl_handshake_timeout=self.acse_timeout if self.ssl is not None else None,
             )
         except OSError as exc:
             hint = (
@@ -215,23 +250,64 @@ class StoreSCP:
             loop_thread().run(self.astop())
 
     def _tick(self) -> None:
-        """Drop connections that are too slow to associate or silent for too long."""
+        """Drop connections that are too slow to associate, silent, or trickling."""
         assert self._loop is not None
         now = self._loop.time()
         for conn in list(self._pending):
             if now - conn.connected_at > self.acse_timeout:
-                conn.close("association set-up took too long", log=True)
+                conn.close(f"association set-up took more than {self.acse_timeout:g} s", log=True)
         for conn in list(self._associations):
             if now - conn.last_activity > self.network_timeout:
-                conn.abort("network timeout: no data")
+                conn.abort(f"network timeout: no data for {self.network_timeout:g} s")
+            elif self.min_rate:
+                self._check_rate(conn, now)
+        for ip, n in self._dropped.items():
+            logger.warning(
+                "store SCP dropped %d connections from %s that had not associated "
+                "(more than %d waiting from one address)",
+                n,
+                ip,
+                self.max_pending_per_ip,
+            )
+        self._dropped.clear()
         if self._server is not None:
             self._ticker = self._loop.call_later(_TICK, self._tick)
 
+    def _check_rate(self, conn: Connection, now: float) -> None:
+        """Abort an association whose message in progress arrives too slowly."""
+        if not conn.mid_message:
+            conn.rate_mark = None
+            return
+        if conn.rate_mark is None:
+            conn.rate_mark = (now, conn.received)
+            return
+        since, before = conn.rate_mark
+        if now - since < self.rate_window:
+            return
+        got = conn.received - before
+        if got < self.min_rate * (now - since):
+            conn.abort(
+                f"too slow: {got} bytes of a message in {now - since:.1f} s, below the "
+                f"minimum of {self.min_rate} bytes/s (min_rate)"
+            )
+        else:
+            conn.rate_mark = (now, conn.received)
+
     def _connected(self, conn: Connection) -> None:
-        if len(self._pending) >= self.max_pending:
-            oldest = next(iter(self._pending))
-            oldest.close("too many connections waiting to associate: dropped the oldest", log=True)
+        same = [c for c in self._pending if c.ip == conn.ip]
+        if len(same) >= self.max_pending_per_ip:
+            self._drop(same[0])
+            self._dropped[conn.ip] += 1
+        elif len(self._pending) >= self.max_pending:
+            self._drop(next(iter(self._pending)))
+            logger.warning(
+                "store SCP: too many connections waiting to associate: dropped the oldest"
+            )
         self._pending[conn] = None
+
+    def _drop(self, conn: Connection) -> None:
+        self._pending.pop(conn, None)
+        conn.close("too many connections waiting to associate: dropped the oldest")
 
     def _gone(self, conn: Connection) -> None:
         self._pending.pop(conn, None)

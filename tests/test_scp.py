@@ -67,8 +67,8 @@ from dicommove import (
     DicomMoveError,
     InputError,
     LocalSetupError,
-    MoveDestinationUnknown,
     Session,
+    StoreAssociationRefused,
     StoreOptions,
 )
 from dicommove.scp import InstanceStore, Received, StoreSCP
@@ -1247,9 +1247,11 @@ def test_move_from_a_disallowed_host_writes_nothing(
     caplog.set_level(logging.WARNING, logger="dicommove")
     pacs, port = demo
     study = str(small_cohort["StudyInstanceUID"].iloc[0])
-    # our Store SCP rejects the PACS's store association: it reports 0xA801
-    with pytest.raises(MoveDestinationUnknown, match=r"0xA801") as info:
+    # our Store SCP rejects the PACS's store association (the PACS reports 0xA801): the
+    # error says it was us, and which option lets the PACS in
+    with pytest.raises(StoreAssociationRefused, match=r"--allow-host 127\.0\.0\.1") as info:
         _move(pacs, study, tmp_path, port, store=StoreOptions(allowed_hosts=("127.0.0.2",)))
+    assert "address 127.0.0.1 is not allowed" in str(info.value)
     assert info.value.status == 0xA801
     assert info.value.manifest is not None
     assert info.value.manifest["status"].tolist() == ["failed"]

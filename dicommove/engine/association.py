@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -84,6 +85,7 @@ class Association(asyncio.BufferedProtocol):
         self.extended: dict[str, bytes] = {}  # SOP class -> the PACS's extended negotiation
         self.established = False
         self.local_address = ""
+        self.peer_address = ""
         self._rbuf = bytearray(_READ_BUFFER)  # received bytes: PDUs are parsed in place
         self._view = memoryview(self._rbuf)
         self._start = self._end = 0  # the unparsed bytes are _rbuf[_start:_end]
@@ -121,17 +123,20 @@ class Association(asyncio.BufferedProtocol):
         implementation_version_name: str,
         storage_classes: Sequence[str] = (),
         extended: Mapping[str, bytes] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> Association:
         """Connect and negotiate.
 
         ``storage_classes`` (for C-GET) are proposed with the Storage SCP role: the
         PACS may then send their instances to us on this association. ``extended`` asks
-        for SOP Class Extended Negotiation; the answers are in :attr:`extended`.
+        for SOP Class Extended Negotiation; the answers are in :attr:`extended`. With
+        ``tls``, the TLS handshake is part of the connection (``connect_timeout``).
 
         Raises
         ------
         OSError
-            If the TCP connection cannot be made (``TimeoutError`` after ``connect_timeout``).
+            If the TCP connection cannot be made (``TimeoutError`` after ``connect_timeout``);
+            :class:`ssl.SSLError` if the TLS handshake fails.
         Rejected
             If the peer rejects the association.
         Aborted
@@ -139,7 +144,10 @@ class Association(asyncio.BufferedProtocol):
         """
         loop = asyncio.get_running_loop()
         _transport, assoc = await asyncio.wait_for(
-            loop.create_connection(cls, host, port), connect_timeout
+            loop.create_connection(
+                cls, host, port, ssl=tls, ssl_handshake_timeout=connect_timeout if tls else None
+            ),
+            connect_timeout,
         )
         uncompressed = [_sop.EXPLICIT_VR_LE, _sop.IMPLICIT_VR_LE]
         proposed = [
@@ -204,6 +212,8 @@ class Association(asyncio.BufferedProtocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         name = transport.get_extra_info("sockname")
         self.local_address = str(name[0]) if name else ""
+        peer = transport.get_extra_info("peername")
+        self.peer_address = str(peer[0]) if peer else ""
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Where the next bytes go: the free end of the receive buffer, never a copy."""

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 from .. import _sop, _ul
 from .. import _status as st
-from ..errors import MoveDestinationUnknown, MoveError
+from ..errors import MoveDestinationUnknown, MoveError, StoreAssociationRefused
 from ..query import encode_identifier
 from ..query.validation import missing_parent_keys
 from ..rows import Stop
 from .association import Aborted, Association, Interrupted, Response
+from .listen import refusal_message
 from .request import FINISHED, MAX_SUBOPERATIONS, Attempt, Next, Part, label_of
 
 if TYPE_CHECKING:
@@ -146,6 +147,8 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
         return FINISHED  # we stopped it ourselves: no retry
     # method="auto": a C-MOVE that shows the PACS cannot send to us is asked again by C-GET
     fall_back = run.method_choice == "auto" and not get and run.moved == 0
+    if not get:
+        refused_store(run, part, assoc.peer_address)
     try:
         if fall_back and _aborted_first(part) and part.attempts >= 2:  # twice: not a hiccup
             raise MoveDestinationUnknown(f"{run.pacs} aborted the C-MOVE before any instance")
@@ -242,6 +245,27 @@ def _response(
         failed = found.get(_FAILED_LIST, "") or failed
     part.failed_uids = [u.strip() for u in failed.split("\\") if u.strip()]
     return True
+
+
+def refused_store(run: Run, part: Part, pacs_ip: str) -> None:
+    """Raise StoreAssociationRefused when our store SCP refused the PACS and nothing came.
+
+    Only refusals of associations from the PACS's address since the part started
+    count: one from anywhere else (a scan, another device) says nothing about the move.
+    """
+    scp = run.scp
+    if scp is None or part.request.tally.n_ok or part.completed:
+        return
+    code = part.final_status
+    if code is not None and not st.is_failure(code) and not (part.failed or part.warning):
+        return
+    refusals = [r for r in scp.refusals if r.ip == pacs_ip and r.at >= part.started_at]
+    if refusals:
+        raise StoreAssociationRefused(
+            refusal_message(run.session, refusals) + ".",
+            status=code,
+            error_comment=part.error_comment,
+        )
 
 
 async def check_destination(run: Run, part: Part, worker: int, *, get: bool = False) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from typing import TYPE_CHECKING, Literal
 
 from .. import _sop, _ul
@@ -69,6 +70,8 @@ class Pool:
     relational : bool
         Ask for relational-retrieval (and relational queries) on the Patient and Study
         Root classes by SOP Class Extended Negotiation (PS3.4 C.5.1 to C.5.3).
+    tls : ssl.SSLContext, optional
+        Open every association over TLS with this client context.
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class Pool:
         timeouts: Timeouts,
         method: Literal["move", "get", "auto"] = "move",
         relational: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.pacs = pacs
+        self.tls = tls
         self.ae_title = ae_title
         self.max_pdu = max_pdu
         self.timeouts = timeouts
@@ -180,6 +185,7 @@ class Pool:
                 acse_timeout=t.acse,
                 implementation_class_uid=IMPLEMENTATION_CLASS_UID,
                 implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+                tls=self.tls,
             )
         except Rejected as rj:
             raise self.rejected(rj) from None
@@ -190,6 +196,8 @@ class Pool:
                 f"PACS accepts calling AE {self.ae_title!r}."
             ) from None
         except (OSError, asyncio.TimeoutError) as exc:
+            if self.tls is not None and isinstance(exc, (ssl.SSLError, ConnectionError)):
+                raise ConnectError(self._tls_failed(exc)) from None
             if isinstance(exc, OSError) and exc.errno:
                 # asyncio's own message hides the reason; a DNS error (negative) has its own
                 text = os.strerror(exc.errno) if exc.errno > 0 else exc.strerror or str(exc)
@@ -203,6 +211,21 @@ class Pool:
         assoc.store = self._store
         self._assocs[worker] = assoc
         return assoc
+
+    def _tls_failed(self, exc: OSError) -> str:
+        """Say why the TLS handshake with the PACS failed, and what to check."""
+        where = f"{self.pacs.host}:{self.pacs.port}"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                f"the TLS certificate of {where} is not trusted ({exc.verify_message}): give "
+                "the CA that signs it (tls.client_context(ca=...), CLI: --tls-ca FILE)"
+            )
+        why = getattr(exc, "reason", None) or exc.strerror or str(exc) or type(exc).__name__
+        return (
+            f"the TLS handshake with {where} failed ({why}). Check that the PACS speaks DICOM "
+            "TLS on this port, that it trusts our certificate (--tls-cert, or --tls-anonymous "
+            "if it asks for none), and that it allows TLS 1.2 or later"
+        )
 
     def rejected(self, rj: Rejected) -> AssociationRejected:
         """Return the typed error of an A-ASSOCIATE-RJ, with a hint."""

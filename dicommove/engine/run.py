@@ -43,6 +43,7 @@ from ..store import InstanceStore, Received
 from .exchange import due
 from .find import Finder
 from .getstore import GetStore, negotiate_classes
+from .listen import refusal_message
 from .request import Part, Phase, RequestState, label_of
 from .router import Router
 from .scheduler import Scheduler
@@ -457,6 +458,9 @@ class Run:
             failure=str(failure) if failure is not None else "",
             store_address=self.store_address() if self.method_choice != "get" else "",
             unrequested=self.unrequested,
+            refused=refusal_message(self.session, scp.refusals)
+            if (scp := self.scp) is not None and scp.refusals
+            else "",
         )
 
     def rows(self, *, live: bool = False) -> list[dict[str, Any]]:

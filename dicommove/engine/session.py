@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
+import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -26,14 +26,15 @@ from ..errors import (
     MoveIncomplete,
     MoveTimeout,
 )
-from ..node import DEFAULT_CALLED_AE, Node, validate_ae_title
-from ..options import RetryPolicy, StoreOptions, Timeouts
+from ..node import Node, validate_ae_title
+from ..options import RetryPolicy, StoreOptions, Timeouts, check_session_options
 from ..progress import MoveStats, ProgressMode, ProgressSnapshot, Reporter, make_reporter
 from ..query import Model, Planned, plan, to_requests
 from ..rows import Stop
 from ..store import InstanceStore, Layout, compile_layout
 from ..store.tags import header_tags
 from .find import Finder
+from .listen import default_bind, store_scp
 from .pool import FIND, Pool
 from .run import MoveResult, Run
 
@@ -50,7 +51,6 @@ logger = logging.getLogger("dicommove")
 #: What ``progress=`` takes: a mode, or a callable receiving each ProgressSnapshot.
 Progress = ProgressMode | Callable[[ProgressSnapshot], object]
 Split = bool | Literal["auto"]
-MAX_WORKERS = 16
 
 
 class SessionOptions(TypedDict, total=False):
@@ -71,6 +71,8 @@ class SessionOptions(TypedDict, total=False):
     method: Literal["move", "get", "auto"]
     verify: bool
     relational: bool
+    tls: ssl.SSLContext | None
+    store_tls: ssl.SSLContext | None
 
 
 class AsyncSession:
@@ -132,6 +134,12 @@ class AsyncSession:
         ``["Modality", "SeriesDescription", "InstanceNumber"]``), read from each
         instance's header as it is received. Integers are ``Int64``, decimals
         ``Float64``, the rest text as DICOM writes it (dates ``YYYYMMDD``).
+    tls : ssl.SSLContext, optional
+        Open our associations to the PACS over DICOM TLS with this client context
+        (:func:`dicommove.tls.client_context`).
+    store_tls : ssl.SSLContext, optional
+        The embedded store SCP speaks only TLS, with this server context
+        (:func:`dicommove.tls.server_context`); the PACS must send to it over TLS.
 
     Examples
     --------
@@ -158,18 +166,13 @@ class AsyncSession:
         method: Literal["move", "get", "auto"] = "move",
         verify: bool = False,
         relational: bool = False,
+        tls: ssl.SSLContext | None = None,
+        store_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.pacs = Node.parse(pacs)
-        for name, flag in (("verify", verify), ("relational", relational)):
-            if not isinstance(flag, bool):
-                raise InputError(f"{name}={flag!r}: use True or False")
-        if verify and move_destination not in (None, ae_title):
-            raise InputError(
-                "verify=True checks what arrives here: it needs our own store SCP (or C-GET), "
-                f"not move_destination={move_destination!r}"
-            )
-        self.verify, self.relational = verify, relational
-        _check_options(
+        check_session_options(
+            verify=verify,
+            relational=relational,
             method=method,
             ae_title=ae_title,
             move_destination=move_destination,
@@ -181,8 +184,12 @@ class AsyncSession:
                 ("timeouts", timeouts, Timeouts),
                 ("retry", retry, RetryPolicy),
                 ("store", store, StoreOptions),
+                ("tls", tls, ssl.SSLContext),
+                ("store_tls", store_tls, ssl.SSLContext),
             ),
         )
+        self.verify, self.relational = verify, relational
+        self.tls, self.store_tls = tls, store_tls
         self.method: Literal["move", "get", "auto"] = method
         self.ae_title = validate_ae_title(ae_title, what="calling AE title")
         self.move_destination = validate_ae_title(
@@ -199,9 +206,8 @@ class AsyncSession:
         self.retry = retry or RetryPolicy()
         self.store_options = store or StoreOptions()
         self.tags = header_tags(tags)
-        self.bind = (
-            self.store_options.bind if self.store_options.bind is not None else self._default_bind()
-        )
+        bind = self.store_options.bind
+        self.bind = bind if bind is not None else default_bind(self.pacs.host)
         self.pool = Pool(
             self.pacs,
             ae_title=self.ae_title,
@@ -209,6 +215,7 @@ class AsyncSession:
             timeouts=self.timeouts,
             method=method,
             relational=relational,
+            tls=tls,
         )
         self._closed = False
         self._close_when_done = False
@@ -248,15 +255,6 @@ class AsyncSession:
         """Whether the move destination is our own embedded store SCP."""
         return self.move_destination == self.ae_title
 
-    def _default_bind(self) -> str:
-        try:
-            infos = socket.getaddrinfo(self.pacs.host, None)
-        except OSError:
-            return ""
-        addresses = [str(info[4][0]) for info in infos]
-        loopback = all(a.startswith("127.") or a == "::1" for a in addresses)
-        return "127.0.0.1" if loopback and infos else ""
-
     # -- parts of a move ---------------------------------------------------------------
     def new_store(self) -> InstanceStore:
         """Return the file store of one move."""
@@ -266,7 +264,7 @@ class AsyncSession:
 
     def new_scp(self, store: InstanceStore, run: Run) -> StoreSCP:
         """Return the store SCP of one move, calling back into ``run``."""
-        return _store_scp(self, store, run)
+        return store_scp(self, store, run)
 
     # -- C-ECHO ------------------------------------------------------------------------
     async def echo(self) -> None:
@@ -472,75 +470,9 @@ class AsyncSession:
         return run.rows(live=not self._run_done)
 
 
-def _store_scp(session: AsyncSession, store: InstanceStore, run: Run) -> StoreSCP:
-    """Return the store SCP of one move, calling back into ``run``."""
-    from ..scp import StoreSCP
-
-    allowed: frozenset[str] | None = None
-    if session.pacs.ae_title != DEFAULT_CALLED_AE:
-        allowed = frozenset({session.pacs.ae_title}) | session.store_options.calling_aes
-    else:
-        logger.info("the PACS address names no AE title: the store SCP accepts any calling AE")
-    options = session.store_options
-    scp = StoreSCP(
-        store,
-        ae_title=session.ae_title,
-        host=session.bind,
-        port=session.port,
-        on_instance=run.on_moved_instance,
-        accept=run.accept,
-        allowed_calling_aes=allowed,
-        allowed_hosts=options.allowed_hosts,
-        max_pdu=options.max_pdu,
-        network_timeout=session.timeouts.network,
-        acse_timeout=session.timeouts.acse,
-        accept_unknown_sop_classes=options.accept_unknown_sop_classes,
-        max_associations=options.max_associations,
-    )
-    return scp
-
-
 def verb(method: str) -> str:
     """Return the progress bar's word for a session's retrieve method."""
     return {"get": "C-GET", "auto": "Retrieve"}.get(method, "C-MOVE")
-
-
-def _check_options(
-    *,
-    method: object,
-    ae_title: str,
-    move_destination: str | None,
-    model: object,
-    port: object,
-    workers: object,
-    split: object,
-    objects: tuple[tuple[str, object, type], ...],
-) -> None:
-    """Refuse session options of the wrong kind or range (:class:`InputError`)."""
-    if method not in ("move", "get", "auto"):
-        raise InputError(
-            f"method={method!r}: use 'move' (C-MOVE), 'get' (C-GET) or 'auto' (C-MOVE, "
-            "and C-GET when the PACS cannot send to us)"
-        )
-    if method != "move" and move_destination not in (None, ae_title):
-        raise InputError(
-            f"method={method!r} retrieves over our own association when C-GET is used: it "
-            f"takes no other move destination (got move_destination={move_destination!r})"
-        )
-    if model not in ("study", "patient", "composite"):
-        raise InputError(f"unknown model {model!r}: use 'study', 'patient' or 'composite'")
-    if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536):
-        raise InputError(f"invalid store port {port!r}: use 0 to 65535")
-    if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):
-        raise InputError(
-            f"workers={workers!r}: use an integer from 1 to {MAX_WORKERS} (the store SCP "
-            "takes 16 associations at once)"
-        )
-    if split not in ("auto", True, False):
-        raise InputError(f"split={split!r}: use 'auto', True or False")
-    for name, value, kind in objects:
-        if value is not None and not isinstance(value, kind):
-            raise InputError(f"{name}={value!r}: pass a {kind.__name__}(...)")
 
 
 def conclude(
