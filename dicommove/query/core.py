@@ -33,7 +33,15 @@ from ._model import (
 )
 from .files import read_query_dataset, read_query_file
 from .identifier import _to_dataset
-from .selectors import _coerce, _resolve, _tag_info, _tag_text, parse_assignment, parse_selector
+from .selectors import (
+    _coerce,
+    _resolve,
+    _shown,
+    _tag_info,
+    _tag_text,
+    parse_assignment,
+    parse_selector,
+)
 from .validation import identifier_problems, missing_parent_keys
 
 if TYPE_CHECKING:
@@ -74,12 +82,17 @@ class Query:
 
     def __post_init__(self) -> None:
         _check_model(self.information_model)
+        if not isinstance(self.elements, Iterable):
+            raise QueryError(
+                f"expected a tuple of (tag, value) pairs, got {_shown(self.elements)}: build a "
+                "query from a dict of keys with Query.from_keys"
+            )
         merged: dict[int, Value] = {}
         for pair in self.elements:
             try:
                 selector, value = pair
             except (TypeError, ValueError):
-                raise QueryError(f"expected (tag, value) pairs, got {pair!r}") from None
+                raise QueryError(f"expected (tag, value) pairs, got {_shown(pair)}") from None
             tag = _resolve(selector)
             merged[tag] = _coerce(tag, value)
         object.__setattr__(self, "elements", tuple(sorted(merged.items())))
@@ -161,7 +174,7 @@ class Query:
         """
         _check_model(model)
         if not isinstance(keys, Mapping):
-            raise QueryError(f"expected a mapping of keywords to values, got {keys!r}")
+            raise QueryError(f"expected a mapping of keywords to values, got {_shown(keys)}")
         elements = [(_resolve(key), value) for key, value in keys.items()]
         tags = [tag for tag, _value in elements]
         if _QR_LEVEL not in tags:
@@ -204,6 +217,8 @@ class Query:
         _check_model(model)
         if isinstance(selectors, str):
             selectors = [selectors]
+        elif not isinstance(selectors, Iterable):
+            raise QueryError(f"selectors={_shown(selectors)}: pass a list of 'selector=value'")
         elements: list[tuple[int, Value]] = []
         if dataset_file is not None:
             elements.extend(read_query_dataset(dataset_file))

@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
+import re
 from typing import TYPE_CHECKING
 
 from ..errors import QueryError
 from ._model import Value
-from .selectors import _coerce, _tag_info, _tag_name, parse_assignment
+from .selectors import _coerce, _shown, _tag_info, _tag_name, parse_assignment
 
 if TYPE_CHECKING:
     from pydicom.dataelem import DataElement
@@ -21,13 +23,49 @@ __all__ = ["read_query_dataset", "read_query_file"]
 
 logger = logging.getLogger("dicommove")
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _path_text(path: str | os.PathLike[str], what: str) -> str:
+    """Return ``path`` as text, or raise :class:`QueryError` for what is not a path."""
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise QueryError(f"expected the path of a {what}, got {_shown(path)}") from None
+
+
+def _text_lines(name: str, data: bytes) -> list[str]:
+    r"""Decode a query file as UTF-8 (a BOM is allowed) and split it at \n, \r\n or \r."""
+    if data.startswith(_UTF16_BOMS):
+        raise QueryError(
+            f"{name}:1: the file is not UTF-8 but UTF-16 text (it starts with a UTF-16 "
+            "byte order mark): save it as UTF-8"
+        )
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        number = len(_LINE_BREAK.split(data[: exc.start].decode("utf-8")))
+        hint = (
+            "it holds NUL bytes: is it UTF-16?"
+            if b"\x00" in data
+            else "a Latin-1 or Windows-1252 file needs converting"
+        )
+        raise QueryError(
+            f"{name}:{number}: not UTF-8 text (byte 0x{data[exc.start]:02X}: {exc.reason}): "
+            f"save the file as UTF-8 ({hint})"
+        ) from None
+    return _LINE_BREAK.split(text)
+
 
 def read_query_file(path: str | os.PathLike[str]) -> list[tuple[int, Value]]:
-    """Read a query text file of ``selector=value`` lines.
+    r"""Read a query text file of ``selector=value`` lines.
 
     Blank lines and lines starting with ``#`` are skipped; every other line is
     read by :func:`parse_assignment`. The file is UTF-8 (a byte order mark is
-    allowed).
+    allowed); lines end with ``\n``, ``\r\n`` or ``\r``.
 
     Parameters
     ----------
@@ -43,26 +81,29 @@ def read_query_file(path: str | os.PathLike[str]) -> list[tuple[int, Value]]:
     Raises
     ------
     QueryError
-        If the file cannot be read, or a line is invalid; the message starts
-        with ``file:line:``.
+        If the file cannot be read, or a line is invalid or not UTF-8; the
+        message starts with ``file:line:``.
     """
-    name = os.fspath(path)
+    name = _path_text(path, "query file")
     try:
-        with open(name, encoding="utf-8-sig") as stream:
-            lines = stream.read().splitlines()
+        with open(name, "rb") as stream:
+            data = stream.read()
     except OSError as exc:
         raise QueryError(f"cannot read query file {name}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise QueryError(f"cannot read query file {name}: it is not UTF-8 text ({exc})") from None
+    except ValueError as exc:  # a NUL in the path
+        raise QueryError(f"cannot read query file {name!r}: {exc}") from None
     result: list[tuple[int, Value]] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_text_lines(name, data), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         try:
             result.append(parse_assignment(stripped))
         except QueryError as exc:
-            raise QueryError(f"{name}:{number}: {exc}") from None
+            hint = ""
+            if "\x00" in line:
+                hint = " (the line holds NUL bytes: is the file UTF-16? save it as UTF-8)"
+            raise QueryError(f"{name}:{number}: {exc}{hint}") from None
     logger.debug("read %d query assignments from %s", len(result), name)
     return result
 
@@ -112,7 +153,7 @@ def read_query_dataset(path: str | os.PathLike[str]) -> list[tuple[int, Value]]:
     """
     from pydicom import dcmread
 
-    name = os.fspath(path)
+    name = _path_text(path, "DICOM query file")
     try:
         dataset = dcmread(name, force=True)
     except OSError as exc:

@@ -133,6 +133,7 @@ def inputs(what: Any) -> list[tuple[Hashable, Mapping[Any, Any] | Query]]:
                     "the DataFrame has no column named by a DICOM keyword (such as "
                     f"AccessionNumber, PatientID or StudyDate); its columns are: {columns}"
                 )
+            _check_one_column_per_key([columns[i] for i in keep])
             if len(keep) < len(columns):
                 ignored = [c for i, c in enumerate(columns) if i not in keep]
                 logger.info("find: ignoring the columns %s (not DICOM keywords)", ignored)
@@ -150,6 +151,19 @@ def inputs(what: Any) -> list[tuple[Hashable, Mapping[Any, Any] | Query]]:
         f"cannot read a C-FIND query from a {type(what).__name__}: pass a dict of keys, a "
         "Query, a list of dicts or a DataFrame with one query per row"
     )
+
+
+def _check_one_column_per_key(names: list[str]) -> None:
+    """Refuse two columns naming one attribute (``A`` and ``A``, or ``A`` and its tag)."""
+    seen: dict[int, str] = {}
+    for name in names:
+        tag = parse_selector(name)
+        if tag in seen:
+            raise QueryError(
+                f"the DataFrame has two columns for {_keyword(tag)} ({seen[tag]!r} and "
+                f"{name!r}): keep one (df.loc[:, ~df.columns.duplicated()]) or drop the other"
+            )
+        seen[tag] = name
 
 
 def _is_selector(text: str) -> bool:
@@ -190,10 +204,9 @@ def _return_keys(
         names: Sequence[str] = (
             _PATIENT_ROOT_STUDY if patient_root_study else DEFAULT_RETURN_KEYS[level]
         )
-    elif isinstance(return_keys, str):
-        raise QueryError(
-            f"return_keys={return_keys!r}: pass a list of keywords, e.g. [{return_keys!r}]"
-        )
+    elif isinstance(return_keys, str) or not isinstance(return_keys, Iterable):
+        example = repr(return_keys) if isinstance(return_keys, str) else "'PatientName'"
+        raise QueryError(f"return_keys={return_keys!r}: pass a list of keywords, e.g. [{example}]")
     else:
         names = list(return_keys)
     keys: list[tuple[int, str]] = []

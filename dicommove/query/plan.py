@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import math
 import sys
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,6 +27,7 @@ from ._model import (
     _infer_level,
 )
 from .core import Query
+from .selectors import _shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,7 +192,7 @@ def _from_item(item: object, model: Model, context: str) -> Query:
     except QueryError as exc:
         raise QueryError(f"{context}{exc}") from None
     raise QueryError(
-        f"{context}cannot make a C-MOVE request of {item!r}: expected {_ACCEPTED_INPUTS}"
+        f"{context}cannot make a C-MOVE request of {_shown(item)}: expected {_ACCEPTED_INPUTS}"
     )
 
 
@@ -214,9 +215,30 @@ def _is_null(value: object) -> bool:
     return False
 
 
+def _check_key_column_names(names: Sequence[Hashable], read: Sequence[str]) -> None:
+    """Refuse a column that is read, or looks meant to be, but is named twice or padded."""
+    for name in names:
+        if isinstance(name, str) and name not in read and name.strip() in read:
+            raise QueryError(
+                f"the DataFrame column {name!r} has blanks around its name, so it would be "
+                f"ignored: rename it to {name.strip()!r} (df.columns = df.columns.str.strip())"
+            )
+    for name in read:
+        count = sum(1 for other in names if isinstance(other, str) and other == name)
+        if count > 1:  # (not names.count: a pd.NA column name has no truth value)
+            raise QueryError(
+                f"the DataFrame has {count} columns named {name!r}: keep one "
+                "(df.loc[:, ~df.columns.duplicated()]) or rename the others"
+            )
+
+
 def _frame_queries(frame: pd.DataFrame, model: Model) -> list[tuple[Hashable, Query]]:
     levels = _MODEL_LEVELS[model]
-    columns = set(frame.columns)
+    names = list(frame.columns)
+    columns = set(names)
+    _check_key_column_names(
+        names, [*(UNIQUE_KEYS[level] for level in levels), "QueryRetrieveLevel"]
+    )
     key_columns = [UNIQUE_KEYS[level] for level in levels if UNIQUE_KEYS[level] in columns]
     accepted = ", ".join([*UNIQUE_KEYS.values(), "QueryRetrieveLevel"])
     if not key_columns:
@@ -284,10 +306,11 @@ def _pandas_queries(obj: object, model: Model) -> list[tuple[Hashable, Query]] |
         if name is None:
             name = UNIQUE_KEYS["PATIENT"] if model == "patient" else UNIQUE_KEYS["STUDY"]
         allowed = [UNIQUE_KEYS[level] for level in _MODEL_LEVELS[model]]
-        if name not in allowed:
+        # isinstance first: pd.NA == "PatientID" has no truth value.
+        if not isinstance(name, str) or name not in allowed:
             hint = (
                 " (PatientID is not a key of Study Root: use model='patient')"
-                if name == "PatientID"
+                if isinstance(name, str) and name == "PatientID"
                 else ""
             )
             raise QueryError(

@@ -72,6 +72,16 @@ class _TagInfo(NamedTuple):
     high: int
 
 
+def _shown(value: object) -> str:
+    """``repr(value)``; an integer longer than Python prints is named by its type."""
+    try:
+        return repr(value)
+    except ValueError:  # more digits than sys.get_int_max_str_digits()
+        if isinstance(value, numbers.Integral):
+            return "an integer too long to print"
+        return f"a {type(value).__name__} holding an integer too long to print"
+
+
 def _tag_text(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
@@ -200,7 +210,7 @@ def parse_selector(text: str) -> int:
     True
     """
     if not isinstance(text, str):
-        raise QueryError(f"expected a selector string, got {text!r}")
+        raise QueryError(f"expected a selector string, got {_shown(text)}")
     stripped = text.strip()
     if not stripped:
         raise QueryError(f"empty selector: use {_SELECTOR_FORMS}")
@@ -232,10 +242,10 @@ def parse_selector(text: str) -> int:
 
 def _resolve(selector: str | int) -> int:
     if isinstance(selector, bool):
-        raise QueryError(f"expected a selector, got {selector!r}")
+        raise QueryError(f"expected a selector, got {_shown(selector)}")
     if isinstance(selector, int):
         if not 0 <= selector <= 0xFFFFFFFF:
-            raise QueryError(f"tag {selector!r} is out of range")
+            raise QueryError(f"tag {_shown(selector)} is out of range")
         _tag_info(selector)
         return selector
     return parse_selector(selector)
@@ -246,7 +256,7 @@ def _resolve(selector: str | int) -> int:
 
 def _bad_value(info: _TagInfo, wants: str, got: object) -> QueryError:
     return QueryError(
-        f"invalid value for {_tag_name(info.tag)}: VR {info.vr} wants {wants}, got {got!r}"
+        f"invalid value for {_tag_name(info.tag)}: VR {info.vr} wants {wants}, got {_shown(got)}"
     )
 
 
@@ -259,7 +269,10 @@ def _typed_text(info: _TagInfo, part: str) -> str | int | float:
     if info.kind == "int":
         if not _INT_RE.match(part):
             raise _bad_value(info, _int_wanted(info), part)
-        number = int(part)
+        try:
+            number = int(part)
+        except ValueError:  # more digits than int() reads: far out of range anyway
+            raise _bad_value(info, _int_wanted(info), part) from None
         if not info.low <= number <= info.high:
             raise _bad_value(info, _int_wanted(info), part)
         return number
@@ -290,11 +303,15 @@ def _typed_scalar(info: _TagInfo, value: object) -> str | int | float:
             if not info.low <= number <= info.high:
                 raise _bad_value(info, _int_wanted(info), value)
             return number
-        if info.kind == "float":
-            return float(number)
-        return str(number)
+        try:
+            return float(number) if info.kind == "float" else str(number)
+        except (OverflowError, ValueError):  # beyond a float, or too many digits to print
+            raise _bad_value(info, "a number of fewer digits", value) from None
     if isinstance(value, numbers.Real):
-        real = float(value)
+        try:
+            real = float(value)
+        except OverflowError:  # e.g. a Fraction beyond a float
+            raise _bad_value(info, "a finite number", value) from None
         if not math.isfinite(real):
             raise _bad_value(info, "a value, not NaN or infinity (a missing value?)", value)
         if info.kind == "int":
@@ -368,7 +385,7 @@ def parse_assignment(text: str) -> tuple[int, Value]:
     (1048592, None)
     """
     if not isinstance(text, str):
-        raise QueryError(f"expected 'selector=value', got {text!r}")
+        raise QueryError(f"expected 'selector=value', got {_shown(text)}")
     selector, _sep, raw = text.partition("=")
     try:
         tag = parse_selector(selector)
