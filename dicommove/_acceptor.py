@@ -33,6 +33,9 @@ MAX_ASSOCIATE_RQ = 1 << 20
 #: The largest command set we accumulate.
 MAX_COMMAND = 1 << 16
 
+#: The first byte of a TLS record carrying a handshake (a ClientHello, here).
+_TLS_HANDSHAKE = 0x16
+
 # parser states
 _PDU_HEADER, _PDU_BODY, _PDV_HEADER, _PDV_DATA = range(4)
 
@@ -241,6 +244,10 @@ class Connection(asyncio.BufferedProtocol):
     def _pdu_header(self, pdu_type: int, length: int) -> None:
         """Check a PDU's type and length at its header, before its body is read."""
         if not self.associated:
+            if pdu_type == _TLS_HANDSHAKE:
+                why = "a TLS handshake: this store SCP does not speak TLS"
+                self.scp.refusals.append(Refusal(self.ip, "", "", why, self.loop.time()))
+                raise _Closed(f"{why} (store_tls=..., CLI --tls-cert/--tls-key)")
             if pdu_type != _ul.PDU_ASSOCIATE_RQ:
                 raise _Closed(f"expected A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}")
             if length > MAX_ASSOCIATE_RQ:

@@ -92,9 +92,10 @@ def refusal_message(session: AsyncSession, refusals: Collection[Refusal]) -> str
     last = list(refusals)[-1]
     pacs = session.pacs
     ae = last.calling_ae
+    who = f" with calling AE {ae!r}" if ae else ""
     text = (
         f"our store SCP refused {len(refusals)} association(s) during this move, the last "
-        f"from {last.ip} with calling AE {ae!r}: {last.why}"
+        f"from {last.ip}{who}: {last.why}"
     )
     if last.why.startswith("calling AE"):
         if pacs.ae_title == DEFAULT_CALLED_AE:
@@ -108,6 +109,11 @@ def refusal_message(session: AsyncSession, refusals: Collection[Refusal]) -> str
                 f". The PACS {pacs} calls us as {ae!r}: add allowed_aes=[{ae!r}] "
                 f"(CLI: --allow-ae {ae}), or correct the PACS's AE title in its address"
             )
+    elif last.why.startswith("a TLS handshake"):
+        text += (
+            ". The PACS sends over DICOM TLS: give the store SCP a certificate, "
+            "store_tls=tls.server_context(cert, key, ca) (CLI: --tls-cert, --tls-key, --tls-ca)"
+        )
     elif last.why.startswith("address"):
         text += f". Add allowed_hosts=[{last.ip!r}] (CLI: --allow-host {last.ip}) if it is the PACS"
     elif last.why.startswith("called AE"):

@@ -190,10 +190,17 @@ class Pool:
         except Rejected as rj:
             raise self.rejected(rj) from None
         except Aborted as exc:
+            tls = (
+                "Over TLS, this is also how a PACS refuses our certificate: check that it "
+                "trusts the CA that signed --tls-cert, or that it asks for none if none is "
+                "given (--tls-anonymous). "
+                if self.tls is not None
+                else ""
+            )
             raise AssociationAborted(
                 f"{pacs} accepted the TCP connection but did not establish an association "
-                f"({exc}). Check that {pacs.host}:{pacs.port} is a DICOM port and that the "
-                f"PACS accepts calling AE {self.ae_title!r}."
+                f"({exc}). {tls}Check that {pacs.host}:{pacs.port} is a DICOM port and that "
+                f"the PACS accepts calling AE {self.ae_title!r}."
             ) from None
         except (OSError, asyncio.TimeoutError) as exc:
             if self.tls is not None and isinstance(exc, (ssl.SSLError, ConnectionError)):
