@@ -68,8 +68,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     tls = parser.add_argument_group(
         "DICOM TLS",
-        "any of these turns TLS on, for our associations to the PACS and (move) for the "
-        "store SCP; files are PEM",
+        "any of these turns TLS on, for our associations to the PACS and (move)\n"
+        "for the store SCP; files are PEM",
     )
     tls.add_argument(
         "--tls-ca",

@@ -400,3 +400,21 @@ def test_store_options_reject_bad_limits() -> None:
             StoreOptions(**bad)
     assert StoreOptions(allowed_aes="ANY").any_calling_ae
     assert not StoreOptions(allowed_aes=["A"]).any_calling_ae
+
+
+def test_the_attack_table_script_runs(tmp_path: Path) -> None:
+    """benchmarks/attacks.py (the closing note's table) against our store SCP alone."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "attacks.py"
+    out = tmp_path / "attacks.md"
+    subprocess.run(
+        [sys.executable, str(script), "--receivers", "dicommove", "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| dicommove |")]
+    assert len(rows) == len(ATTACKS)
+    assert all("| abort |" in row for row in rows), rows
