@@ -17,6 +17,9 @@ from typing import Any
 import pandas as pd
 import pytest
 from peers import free_port
+from pynetdicom import evt
+from senders import wait_until
+from test_defects import DimseLog
 
 import dicommove
 from dicommove import (
@@ -44,6 +47,27 @@ def _no_faults(demo_pacs: DemoPACS) -> Iterator[None]:
     yield
     demo_pacs.faults.clear()
     demo_pacs.maximum_associations = 64
+
+
+@pytest.fixture
+def dimse_log(demo_pacs: DemoPACS) -> Iterator[DimseLog]:
+    """The DIMSE messages the demo PACS receives (C-CANCEL included), by association."""
+    log = DimseLog()
+    server = demo_pacs._server  # the one way to see the messages the PACS receives
+    assert server is not None
+    server.bind(evt.EVT_DIMSE_RECV, log)
+    try:
+        yield log
+    finally:
+        server.unbind(evt.EVT_DIMSE_RECV, log)
+
+
+def cancels_reached_the_pacs(log: DimseLog) -> list[object]:
+    """The associations that carried a C-CANCEL to the PACS, each one that of a C-MOVE."""
+    cancels = wait_until(lambda: log.associations("C_CANCEL_RQ"), 5, "a C-CANCEL at the PACS")
+    moves = log.associations("C_MOVE_RQ")
+    assert all(any(c is m for m in moves) for c in cancels), "a C-CANCEL without a C-MOVE"
+    return cancels
 
 
 def run(demo_pacs: DemoPACS, what: Any, out: Path, store_port: int, **kw: Any) -> pd.DataFrame:
@@ -168,6 +192,7 @@ def test_connection_refused_is_retried_a_bounded_number_of_times(
 @pytest.mark.parametrize("ignore_cancel", [False, True])
 def test_a_silent_pacs_times_out_after_inactivity(
     demo_pacs: DemoPACS,
+    dimse_log: DimseLog,
     demo_cohort: pd.DataFrame,
     store_port: int,
     tmp_path: Path,
@@ -191,8 +216,10 @@ def test_a_silent_pacs_times_out_after_inactivity(
     problems = df[df["status"] != "received"]
     assert set(problems["status"]) == {"timeout"}, problems[["status", "reason"]]
     assert problems["reason"].str.contains("Timeouts.inactivity").all()
-    if ignore_cancel:
-        assert problems["reason"].str.contains("did not confirm the C-CANCEL").all()
+    assert len(cancels_reached_the_pacs(dimse_log)) == 1  # the one C-MOVE was cancelled
+    # a PACS that honours the C-CANCEL confirms it (0xFE00): no abort after the grace
+    confirmed = ~problems["reason"].str.contains("did not confirm the C-CANCEL")
+    assert (confirmed if not ignore_cancel else ~confirmed).all(), problems["reason"]
 
 
 def test_slow_stores_without_pending_responses_are_activity(
@@ -208,7 +235,11 @@ def test_slow_stores_without_pending_responses_are_activity(
 
 
 def test_run_deadline_cancels_and_raises_a_timeout(
-    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+    demo_pacs: DemoPACS,
+    dimse_log: DimseLog,
+    demo_cohort: pd.DataFrame,
+    store_port: int,
+    tmp_path: Path,
 ) -> None:
     """Case 10: deadline passed: cancel the active moves, MoveTimeout with the manifest."""
     demo_pacs.faults.delay_per_store = 0.2  # 4 studies x 6 instances: ~2.4 s per worker
@@ -219,6 +250,12 @@ def test_run_deadline_cancels_and_raises_a_timeout(
     assert set(df["status"]) <= {"received", "timeout"}
     assert (df["status"] == "timeout").any() and (df["status"] == "received").any()
     assert set(df["request"].dropna()) == {0, 1, 2, 3}  # every request accounted for
+    # each request cut short (some received, some timeout) was running: its C-MOVE got a
+    # C-CANCEL, each on its worker's association
+    by_request = df.groupby("request")["status"].agg(set)
+    cut_short = sum({"received", "timeout"} <= statuses for statuses in by_request)
+    assert cut_short >= 1
+    assert len(cancels_reached_the_pacs(dimse_log)) >= cut_short
 
 
 # -- retries -------------------------------------------------------------------------------
@@ -239,6 +276,49 @@ def test_abort_mid_move_is_retried_for_the_missing_instances_only(
     first, second = demo_pacs.move_requests
     assert len(first.SOPInstanceUID) == 3
     assert second.SOPInstanceUID == rows["SOPInstanceUID"].iloc[2]
+
+
+@pytest.mark.parametrize("level", ["IMAGE", "STUDY"])
+def test_abort_mid_move_without_retries_keeps_what_arrived_and_fails_the_rest(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path, level: str
+) -> None:
+    """Case 11 with retries=0: the files that arrived are kept (``received``); the rest is
+    ``failed`` (not ``missing``: docs/manifest.md, a request with no final response),
+    with a reason naming the abort; at IMAGE level one row per undelivered SOPInstanceUID,
+    at STUDY level one request-level row with the PACS's count so far."""
+    study = studies(demo_cohort)[0]
+    rows = demo_cohort[demo_cohort["StudyInstanceUID"] == study]
+    if level == "IMAGE":
+        rows = rows[rows["SeriesInstanceUID"] == rows["SeriesInstanceUID"].iloc[0]]
+        what: Any = Query.image(study, rows["SeriesInstanceUID"].iloc[0], *rows["SOPInstanceUID"])
+    else:
+        what = study
+    demo_pacs.faults.abort_after = 2
+    df = run(
+        demo_pacs,
+        what,
+        tmp_path,
+        store_port,
+        errors="ignore",
+        retry=RetryPolicy(retries=0),
+        split=False,
+    )
+    assert len(demo_pacs.move_requests) == 1  # no retry
+    sent = demo_pacs.sent_instances
+    assert len(sent) == 2
+    received = df[df["status"] == "received"]
+    assert sorted(received["SOPInstanceUID"]) == sorted(sent) == sorted(on_disk(tmp_path))
+    rest = df[df["status"] != "received"]
+    assert set(rest["status"]) == {"failed"}, rest[["status", "reason"]]
+    assert rest["reason"].str.contains("the PACS aborted the association").all()
+    assert rest["move_status"].isna().all()  # no final response
+    if level == "IMAGE":
+        undelivered = set(rows["SOPInstanceUID"]) - set(sent)
+        assert sorted(rest["SOPInstanceUID"]) == sorted(undelivered)
+    else:
+        assert len(rest) == 1 and rest["SOPInstanceUID"].isna().all()
+        assert rest["StudyInstanceUID"].tolist() == [study]
+        assert rest["completed"].tolist() == [2]
 
 
 def test_a702_is_retried(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,6 +176,67 @@ def test_failure_statuses_become_rows(
     assert "synthetic failure" in str(failed["reason"].iloc[-1])
 
 
+@pytest.mark.parametrize("code", [0xA701, 0x0122, 0xC000, 0xCFFF, 0xD123])
+def test_a_failure_status_raises_with_its_code_and_error_comment(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path, code: int
+) -> None:
+    """Case 16: a failure status (an unknown code too) is a typed error carrying the code
+    and the PACS's ErrorComment; what arrived before it is kept."""
+    demo_pacs.faults.move_status = code
+    demo_pacs.faults.error_comment = f"synthetic {code:04X}"
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    with pytest.raises(MoveIncomplete) as info:
+        run(demo_pacs, study, tmp_path, store_port)  # errors="raise", the default retries
+    exc = info.value
+    assert type(exc) is MoveIncomplete
+    assert exc.status == code
+    assert exc.error_comment == f"synthetic {code:04X}"
+    df = exc.manifest
+    assert df is not None
+    failed = df[df["status"] == "failed"]
+    assert len(failed) == 1
+    assert f"0x{code:04X}" in str(failed["reason"].iloc[0])
+    assert f"synthetic {code:04X}" in str(failed["reason"].iloc[0])
+    in_study = demo_cohort.loc[demo_cohort["StudyInstanceUID"] == study, "SOPInstanceUID"]
+    assert sorted(df.loc[df["status"] == "received", "SOPInstanceUID"]) == sorted(in_study)
+
+
+class _SentResponses:
+    """The C-MOVE responses the demo PACS puts on the wire (its ``EVT_DIMSE_SENT``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.pending: list[Dataset] = []
+
+    def __call__(self, event: Any) -> None:
+        command = event.message.command_set
+        if type(event.message).__name__ == "C_MOVE_RSP" and command.Status == 0xFF00:
+            with self._lock:
+                self.pending.append(command)
+
+
+def test_pending_responses_without_counts_still_deliver_everything(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 16: pending C-MOVE responses with no Number of ... Suboperations: no crash,
+    every instance arrives, and the move ends complete."""
+    demo_pacs.faults.pending_without_counts = True
+    sent = _SentResponses()
+    server = demo_pacs._server  # the one way to see what the PACS sends
+    assert server is not None
+    server.bind(evt.EVT_DIMSE_SENT, sent)
+    try:
+        studies = sorted(demo_cohort["StudyInstanceUID"].unique())
+        df = run(demo_pacs, studies, tmp_path, store_port)
+    finally:
+        server.unbind(evt.EVT_DIMSE_SENT, sent)
+    assert (df["status"] == "received").all(), df[["status", "reason"]]
+    assert sorted(df["SOPInstanceUID"]) == sorted(demo_cohort["SOPInstanceUID"])
+    assert len(sent.pending) >= len(demo_cohort)  # the fault was on the wire
+    counts = {0x00001020, 0x00001021, 0x00001022, 0x00001023}
+    assert all(counts.isdisjoint(command.keys()) for command in sent.pending)
+
+
 def test_unknown_destination(
     demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -187,6 +250,26 @@ def test_unknown_destination(
     assert info.value.status == 0xA801
     assert info.value.manifest is not None
     assert info.value.manifest["status"].tolist() == ["failed"]
+
+
+def test_an_abort_before_any_instance_while_c_find_matches_is_an_unknown_destination(
+    demo_pacs: DemoPACS, demo_cohort: pd.DataFrame, store_port: int, tmp_path: Path
+) -> None:
+    """Case 5: the PACS aborts the C-MOVE before any C-STORE (Orthanc's way of saying
+    "unknown destination") while a C-FIND finds the study: MoveDestinationUnknown."""
+    demo_pacs.reset_counters()
+    demo_pacs.faults.abort_after = 0
+    study = demo_cohort["StudyInstanceUID"].iloc[0]
+    with pytest.raises(
+        MoveDestinationUnknown, match=rf"Register AE {AE_TITLE} at 127\.0\.0\.1:{store_port} "
+    ) as info:
+        run(demo_pacs, study, tmp_path, store_port, ae_title=AE_TITLE, split=False)
+    assert info.value.status is None  # no final response
+    assert "aborted" in str(info.value)
+    assert demo_pacs.sent_instances == []
+    assert len(demo_pacs.move_requests) == 1  # not retried: the destination is what to fix
+    (found,) = demo_pacs.find_requests  # the C-FIND that finds the study
+    assert (found.QueryRetrieveLevel, found.StudyInstanceUID) == ("STUDY", study)
 
 
 def test_foreign_destination_has_counts(
@@ -285,6 +368,75 @@ def test_association_rejected_names_the_fix(tmp_path: Path) -> None:
         assert (info.value.source, info.value.reason) == (1, 3)
     finally:
         server.shutdown()
+
+
+class _Rejecter:
+    """A raw TCP server that answers every A-ASSOCIATE-RQ with an A-ASSOCIATE-RJ."""
+
+    def __init__(self, result: int, source: int, reason: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.requests = 0  # A-ASSOCIATE-RQ PDUs received
+        self._answer = bytes([0x03, 0, 0, 0, 0, 4, 0, result, source, reason])
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                conn.settimeout(10)
+                with contextlib.suppress(OSError):
+                    header = conn.recv(6, socket.MSG_WAITALL)
+                    if header[:1] == b"\x01":
+                        conn.recv(int.from_bytes(header[2:6], "big"), socket.MSG_WAITALL)
+                        self.requests += 1
+                        conn.sendall(self._answer)
+                        conn.recv(1)  # until the requestor closes
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux)
+        self.listener.close()
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("source", "reason", "hint"),
+    [
+        (1, 3, "register our calling AE title 'ME' on the PACS"),
+        (1, 7, "the called AE title 'WRONG-AE' is wrong"),
+        (2, 2, "permanent: protocol version not supported"),
+    ],
+)
+def test_a_permanent_reject_is_raised_once_without_retry(
+    tmp_path: Path, source: int, reason: int, hint: str
+) -> None:
+    """Case 3: a permanent A-ASSOCIATE-RJ during a move: one association request, no
+    retry (even with retries=3), AssociationRejected decoding the reason, with a hint."""
+    pacs = _Rejecter(1, source, reason)
+    try:
+        with pytest.raises(AssociationRejected) as info:
+            dicommove.move(
+                f"WRONG-AE@127.0.0.1:{pacs.port}",
+                ["1.2.3.1", "1.2.3.2"],
+                out=tmp_path,
+                ae_title="ME",
+                port=0,
+                progress=False,
+                workers=1,
+                retry=RetryPolicy(retries=3, backoff=0.01),
+            )
+    finally:
+        pacs.close()
+    exc = info.value
+    assert (exc.result, exc.source, exc.reason) == (1, source, reason)
+    assert hint in str(exc)
+    assert pacs.requests == 1
 
 
 def test_echo(demo_pacs: DemoPACS) -> None:

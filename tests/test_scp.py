@@ -825,8 +825,14 @@ def test_association_cut_mid_instance_leaves_nothing(start_scp: Start, how: str)
     assert not srv.expected_path(ds).exists()
     assert final_files(srv.root) == [srv.expected_path(fine)]
     assert list(srv.store.temp_dir.glob("*")) == []
-    cut = [r for r in srv.records if r.sop_instance_uid == ds.SOPInstanceUID]
-    assert all(r.status == "failed" for r in cut), [(r.status, r.reason) for r in cut]
+    # the cut instance is recorded (so its row can say so), as failed
+    cut = wait_until(
+        lambda: [r for r in srv.records if r.sop_instance_uid == ds.SOPInstanceUID],
+        10,
+        "the record of the cut instance",
+    )
+    assert cut and all(r.status == "failed" for r in cut), [(r.status, r.reason) for r in cut]
+    assert all("mid-instance" in r.reason for r in cut), [r.reason for r in cut]
 
 
 def test_killed_receiver_leaves_only_part_files_then_prepare_cleans_and_rerun_is_idempotent(
@@ -981,8 +987,22 @@ def _write_big_instance(path: Path, frames: int) -> tuple[Dataset, str]:
     return ds, digest.hexdigest()
 
 
+def _peak_rss(pid: int) -> int:
+    """The peak RSS (VmHWM) of a running process, in bytes.
+
+    Not ``ru_maxrss``: Linux carries it over fork and exec, so a child of the (large) test
+    process reports the parent's RSS as its own peak until it outgrows it.
+    """
+    status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    (line,) = [line for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(line.split()[1]) * 1024  # kB
+
+
 def test_300_mb_instance_streams_with_bounded_memory(tmp_path: Path) -> None:
-    """DCMTK storescu sends 300 MiB; the receiver's peak RSS stays far below that."""
+    """DCMTK storescu sends 300 MiB; the receiver's peak RSS grows by less than 32 MiB.
+
+    Case 35. Measured (VmHWM): about 0.2 MiB of growth, for 100 MiB as for 300 MiB.
+    """
     ensure_peers_or_skip("storescu")
     src = tmp_path / "big.dcm"
     ds, digest = _write_big_instance(src, frames=3)
@@ -990,6 +1010,7 @@ def test_300_mb_instance_streams_with_bounded_memory(tmp_path: Path) -> None:
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     with Receiver(root, env={"TMPDIR": str(system_tmp)}) as rx:
+        idle = _peak_rss(rx.pid)
         done = subprocess.run(
             [
                 "/usr/bin/storescu",
@@ -1010,6 +1031,7 @@ def test_300_mb_instance_streams_with_bounded_memory(tmp_path: Path) -> None:
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
+        peak = _peak_rss(rx.pid)  # answered: received, renamed, the peak is behind us
         result = rx.finish()
     (rec,) = result["records"]
     assert rec["status"] == "received", rec["reason"]
@@ -1017,10 +1039,10 @@ def test_300_mb_instance_streams_with_bounded_memory(tmp_path: Path) -> None:
     assert Path(rec["path"]) == final
     assert file_dataset_sha256(final) == digest
     assert list(system_tmp.iterdir()) == []
-    growth = result["maxrss"] - rx.idle_maxrss
-    assert growth < 150 * MiB, (
-        f"peak RSS grew by {growth / MiB:.0f} MiB while receiving 300 MiB "
-        f"(idle {rx.idle_maxrss / MiB:.0f} MiB, peak {result['maxrss'] / MiB:.0f} MiB)"
+    growth = peak - idle
+    assert growth < 32 * MiB, (
+        f"peak RSS grew by {growth / MiB:.1f} MiB while receiving 300 MiB "
+        f"(idle {idle / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB)"
     )
 
 

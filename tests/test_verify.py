@@ -105,6 +105,10 @@ def test_without_verify_the_same_is_one_count_row(
         split=False,
     )
     assert df["status"].tolist() == ["missing"] and df["SOPInstanceUID"].isna().all()
+    # case 6: Success, counts say 6 completed, no C-STORE arrived: our address is named
+    reason = str(df["reason"].iloc[0])
+    assert "the PACS reported 6 sub-operations completed but 0 instances arrived" in reason
+    assert f"could not reach our store SCP at 127.0.0.1:{store_port}" in reason
 
 
 @pytest.fixture(params=["demo", "orthanc", "dcmqrscp"])

@@ -68,6 +68,7 @@ class MoveResult:
     stop: Stop = Stop.NONE
     deadline_passed: bool = False
     worst_status: int | None = None
+    worst_comment: str = ""  # the ErrorComment sent with worst_status
     deadline: float | None = None
     problems: dict[str, int] = field(default_factory=dict)  # status -> rows
 
@@ -493,13 +494,14 @@ class Run:
         for row in rows:
             if row["status"] in PROBLEM_STATUSES:
                 problems[row["status"]] = problems.get(row["status"], 0) + 1
-        worst = next(
+        # the first failed request's status, with the ErrorComment of a part that sent it
+        worst, comment = next(
             (
-                s.outcome().final_status
+                (code, _comment_of(s, code))
                 for s in self.states
-                if s.ran and _failed(s.outcome().final_status)
+                if s.ran and _failed(code := s.outcome().final_status)
             ),
-            None,
+            (None, ""),
         )
         self.stats.finish(
             complete=not problems and failure is None and self.stop is Stop.NONE,
@@ -511,6 +513,7 @@ class Run:
             stop=self.stop,
             deadline_passed=self.deadline_passed,
             worst_status=worst,
+            worst_comment=comment,
             problems=problems,
             deadline=self.deadline,
         )
@@ -544,6 +547,12 @@ def _header_columns(rows: list[dict[str, Any]], header: list[str]) -> None:
             del row[name]
         for name in header:
             row.setdefault(name, None)
+
+
+def _comment_of(state: RequestState, code: int | None) -> str:
+    """Return the ErrorComment of the part of ``state`` that answered ``code``, else any."""
+    comments = [(p.final_status, p.error_comment) for p in state.parts if p.error_comment]
+    return next((c for s, c in comments if s == code), state.outcome().error_comment)
 
 
 def _failed(code: int | None) -> bool:

@@ -514,6 +514,7 @@ def conclude(
             return rows, MoveIncomplete(
                 message + " (read exc.manifest, or pass errors='ignore').",
                 status=result.worst_status,
+                error_comment=result.worst_comment,
                 rows=rows,
             )
         logger.warning("%s.", message)

@@ -5,7 +5,8 @@ here are installed per association (never globally) to change what it does:
 
 * :class:`ResponseHook` wraps the DIMSE ``send_msg`` to rewrite C-MOVE/C-GET responses: a
   forced final status and ErrorComment, no final response after an abort, no pending
-  responses, 65,535 remaining sub-operations (see :class:`~dicommove.testing.PacsFaults`);
+  responses or pending responses without counts, 65,535 remaining sub-operations (see
+  :class:`~dicommove.testing.PacsFaults`);
 * :class:`StoreHook` wraps ``send_c_store`` for the sub-operations: Move Originator fields,
   delays, dropped and failed instances, and the count of what was sent;
 * :class:`PacsAE` installs the store hook on the C-MOVE sub-association, sets TCP_NODELAY
@@ -78,7 +79,8 @@ class ResponseHook:
 
     pynetdicom's Q/R SCP decides every response itself. This hook lets the handler
     attach a status and ErrorComment to the final response, drop it (after an
-    abort) and drop pending responses (:attr:`PacsFaults.skip_pending`).
+    abort), drop pending responses (:attr:`PacsFaults.skip_pending`) or their
+    sub-operation counts (:attr:`PacsFaults.pending_without_counts`).
     """
 
     def __init__(self, pacs: QueryRetrieveHandlers, send: Callable[[Any, int], None]) -> None:
@@ -103,9 +105,15 @@ class ResponseHook:
             msg_id = int(primitive.MessageIDBeingRespondedTo)
             status = primitive.Status
             if status in (st.PENDING, st.PENDING_WARNING):
-                if self._pacs.faults.skip_pending or self._final.get(msg_id, (0, "", False))[2]:
+                faults = self._pacs.faults
+                if faults.skip_pending or self._final.get(msg_id, (0, "", False))[2]:
                     return
-                if msg_id in self.overflow:
+                if faults.pending_without_counts:  # None: pynetdicom leaves the element out
+                    primitive.NumberOfRemainingSuboperations = None
+                    primitive.NumberOfCompletedSuboperations = None
+                    primitive.NumberOfFailedSuboperations = None
+                    primitive.NumberOfWarningSuboperations = None
+                elif msg_id in self.overflow:
                     primitive.NumberOfRemainingSuboperations = 0xFFFF
             else:
                 status_override, comment, suppress = self._final.pop(msg_id, (None, "", False))

@@ -73,6 +73,9 @@ class PacsFaults:
         The ErrorComment sent with a forced `move_status` (64 characters at most).
     skip_pending : bool
         Send no pending C-MOVE or C-GET responses, only the final one.
+    pending_without_counts : bool
+        Send the pending C-MOVE or C-GET responses without any Number of ...
+        Suboperations element (the final response keeps its counts).
     delay_per_store : float
         Seconds to wait before each C-STORE sub-operation.
     drop_instances : set of str
@@ -104,6 +107,7 @@ class PacsFaults:
     move_status: int | None = None
     error_comment: str = ""
     skip_pending: bool = False
+    pending_without_counts: bool = False
     delay_per_store: float = 0.0
     drop_instances: set[str] = field(default_factory=set)
     fail_instances: set[str] = field(default_factory=set)
@@ -119,6 +123,7 @@ class PacsFaults:
         self.move_status = None
         self.error_comment = ""
         self.skip_pending = False
+        self.pending_without_counts = False
         self.delay_per_store = 0.0
         self.drop_instances = set()
         self.fail_instances = set()
