@@ -70,6 +70,7 @@ RECEIVED_FIELDS = (
     "originator_ae",
     "originator_message_id",
     "dimse_status",
+    "tags",
 )
 
 
@@ -515,10 +516,27 @@ def _maxrss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
-def _serve(root: str, ae_title: str) -> int:
+def _peak_rss_bytes() -> int:
+    """The peak RSS of this process image (VmHWM), or ``ru_maxrss`` where there is none.
+
+    Linux carries ``ru_maxrss`` over fork and exec: a child started by a large test process
+    reports the parent's RSS as its own peak until it outgrows it. VmHWM starts afresh.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return _maxrss_bytes()
+
+
+def _serve(root: str, ae_title: str, tags: Sequence[str] = ()) -> int:
     import logging
 
     from dicommove.scp import InstanceStore, Received, StoreSCP
+    from dicommove.store.tags import header_tags
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     records: list[Received] = []
@@ -528,17 +546,19 @@ def _serve(root: str, ae_title: str) -> int:
         with lock:
             records.append(rec)
 
-    store = InstanceStore(root)
+    store = InstanceStore(root, tags=header_tags(list(tags)) if tags else None)
     store.prepare()
     store.begin()
     scp = StoreSCP(store, ae_title=ae_title, host="127.0.0.1", port=0, on_instance=on_instance)
     scp.start()
-    print(json.dumps({"port": scp.port, "maxrss": _maxrss_bytes()}), flush=True)
+    hello = {"port": scp.port, "maxrss": _maxrss_bytes(), "hwm": _peak_rss_bytes()}
+    print(json.dumps(hello), flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     scp.stop()
     with lock:
         done = [{k: getattr(r, k) for k in RECEIVED_FIELDS} for r in records]
-    print(json.dumps({"maxrss": _maxrss_bytes(), "records": done}, default=str), flush=True)
+    peaks = {"maxrss": _maxrss_bytes(), "hwm": _peak_rss_bytes()}
+    print(json.dumps({**peaks, "records": done}, default=str), flush=True)
     return 0
 
 
@@ -547,11 +567,20 @@ class Receiver:
 
     ``port`` and ``idle_maxrss`` (peak RSS in bytes once listening) are known after
     construction; :meth:`finish` stops it and returns its records and peak RSS.
+    ``idle_hwm`` and the ``hwm`` of :meth:`finish` are the same peak as VmHWM, which
+    (unlike ``ru_maxrss``) does not start at the RSS of the test process.
+    ``tags`` are header columns (keywords) read into each record, as ``move(tags=...)``.
     """
 
-    def __init__(self, root: Path, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE), "serve", str(root)],
+            [sys.executable, str(HERE), "serve", str(root), *(f"--tags={t}" for t in tags)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -566,6 +595,7 @@ class Receiver:
         hello = json.loads(line)
         self.port = int(hello["port"])
         self.idle_maxrss = int(hello["maxrss"])
+        self.idle_hwm = int(hello["hwm"])
         self.pid = self.proc.pid
 
     def _stderr(self) -> str:
@@ -573,7 +603,7 @@ class Receiver:
         return stream.read()[-4000:] if stream is not None else ""
 
     def finish(self, timeout: float = 60.0) -> dict[str, Any]:
-        """Stop the SCP; return ``{"maxrss": bytes, "records": [dict, ...]}``."""
+        """Stop the SCP; return ``{"maxrss": bytes, "hwm": bytes, "records": [dict, ...]}``."""
         out, err = self.proc.communicate(input="", timeout=timeout)
         lines = [line for line in out.splitlines() if line.strip()]
         if self.proc.returncode != 0 or not lines:
@@ -610,8 +640,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve")
     serve.add_argument("root")
     serve.add_argument("--ae", default=RECEIVER_AE)
+    serve.add_argument("--tags", action="append", default=[])
     args = parser.parse_args(argv)
-    return _serve(args.root, args.ae)
+    return _serve(args.root, args.ae, args.tags)
 
 
 if __name__ == "__main__":

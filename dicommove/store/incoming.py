@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import _status as st
-from .._header import DEFLATED, HEADER_TAGS, read_header, read_tags
+from .._header import DEFLATED, EXPLICIT_LE, HeaderError, inflated_prefix, read_header, read_tags
 from ._fs import IN_FLIGHT
 from .record import HEAD_BYTES, AcceptCallback, Received
 
@@ -68,7 +68,8 @@ class Incoming:
         self._tmp = self.store.temp_name()
         IN_FLIGHT.add(self._tmp)
         try:
-            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            # read and write: a header longer than the head is read on from this file
+            self._fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             self._fail(exc)
             return False
@@ -122,14 +123,28 @@ class Incoming:
         if rec.status != "received":
             self._discard()
             return False
+        head: bytes | bytearray = self._head
         whole = self._fd is None
-        header = read_header(self._head, rec.transfer_syntax_uid, complete=whole)
-        if header is None and rec.transfer_syntax_uid in DEFLATED:
-            return self._refuse("deflated dataset whose header is not in its first 64 KiB")
-        if header is None:
-            header = self._parse_with_pydicom()
-            if header is None:
-                return False
+        syntax = rec.transfer_syntax_uid
+        deflated = syntax in DEFLATED
+        try:
+            if deflated:  # its first 64 KiB inflated, at most, and never more
+                head, whole = inflated_prefix(head, whole)
+                syntax = EXPLICIT_LE
+            header = read_header(head, syntax, complete=whole)
+            if header is None and deflated:
+                return self._refuse("deflated dataset whose header is not in its first 64 KiB")
+            if header is None:  # it goes on past the head: read on from the temp file
+                header = read_header(
+                    head, syntax, complete=True, size=self.written, fetch=self._fetch
+                )
+        except HeaderError as exc:
+            return self._refuse(f"dataset cannot be parsed: {exc}")
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        if header is None:  # not for a whole dataset: it is decided, one way or the other
+            return self._refuse("dataset header cannot be read")
         if header[0x00080018] != rec.sop_instance_uid:
             return self._refuse(
                 "SOPInstanceUID in the dataset differs from the C-STORE request",
@@ -145,7 +160,7 @@ class Incoming:
         rec.series_instance_uid = store.intern(header[0x0020000E])
         rec.patient_id = store.intern(header[0x00100020])
         if store.tags:
-            self._read_tags(whole)
+            self._read_tags(head, syntax, complete=whole, more=not (whole or deflated))
         try:
             self._final = store.path_for(rec)
         except ValueError as exc:
@@ -160,41 +175,32 @@ class Incoming:
                 return self._refuse(rec.reason or "refused", st.NOT_AUTHORIZED)
         return True
 
-    def _read_tags(self, whole: bool) -> None:
-        """Read the header elements asked for (``tags=``) into the record, by keyword."""
+    def _read_tags(
+        self, head: bytes | bytearray, syntax: str, *, complete: bool, more: bool
+    ) -> None:
+        """Read the header elements asked for (``tags=``) into the record, by keyword.
+
+        From ``head`` (a deflated dataset's inflated prefix), then from the temp file if
+        there is ``more``. Best effort: the file is kept whatever they are.
+        """
         store, rec = self.store, self.rec
-        found = read_tags(self._head, rec.transfer_syntax_uid, store.tag_vrs, complete=whole)
-        if found is None:  # past the first HEAD_BYTES, or not parseable here: the file
-            found = self._tags_with_pydicom()
+        vrs = store.tag_vrs
+        try:
+            found = read_tags(head, syntax, vrs, complete=complete)
+            if found is None and more:  # past the head: read on from the temp file
+                found = read_tags(
+                    head, syntax, vrs, complete=True, size=self.written, fetch=self._fetch
+                )
+        except (HeaderError, OSError) as exc:
+            logger.warning("cannot read the header of %s: %s", rec.sop_instance_uid, exc)
+            found = None
+        found = found or {}
         rec.tags = {keyword: found.get(tag, "") for tag, (keyword, _vr) in store.tags.items()}
 
-    def _tags_with_pydicom(self) -> dict[int, str]:
-        if self._fd is None and (not self._open() or self._write_meta_and_head() is None):
-            return {}
-        try:
-            from pydicom import dcmread
-
-            assert self._tmp is not None
-            tags = list(self.store.tags)
-            ds = dcmread(self._tmp, stop_before_pixels=True, specific_tags=tags)
-            return {tag: _value_text(ds[tag].value) for tag in tags if tag in ds}
-        except Exception as exc:  # the header columns are best effort: the file is kept
-            logger.warning("cannot read the header of %s: %s", self.rec.sop_instance_uid, exc)
-            return {}
-
-    def _parse_with_pydicom(self) -> dict[int, str] | None:
-        """Read a long or deeply nested header with pydicom, from the temp file (rare, slow)."""
-        if self._fd is None and (not self._open() or self._write_meta_and_head() is None):
-            return None
-        try:
-            from pydicom import dcmread
-
-            assert self._tmp is not None
-            ds = dcmread(self._tmp, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
-            return {tag: _raw_text(ds, tag) for tag in HEADER_TAGS}
-        except Exception as exc:  # untrusted bytes: any parse error is a refusal
-            self._refuse(f"dataset cannot be parsed: {exc}")
-            return None
+    def _fetch(self, offset: int, size: int) -> bytes:
+        """Read ``size`` dataset bytes from ``offset`` back from the temp file."""
+        assert self._fd is not None
+        return os.pread(self._fd, size, self._meta_length + offset)
 
     def _write_meta_and_head(self) -> bool | None:
         rec = self.rec
@@ -278,23 +284,3 @@ class Incoming:
             "refused C-STORE of %r from %s: %s", rec.sop_instance_uid, rec.calling_ae, reason
         )
         return False
-
-
-def _raw_text(ds: object, tag: int) -> str:
-    """Return the text of a header element read by pydicom, without value conversion."""
-    elem = ds.get_item(tag) if tag in ds else None  # type: ignore[attr-defined,operator]
-    value = getattr(elem, "value", None)
-    if isinstance(value, bytes):
-        return value.decode("latin-1").rstrip("\x00 ").lstrip(" ")
-    return "" if value is None else str(value).strip()
-
-
-def _value_text(value: object) -> str:
-    """Return a value pydicom converted as DICOM text (several joined by backslashes)."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(_value_text(v) for v in value)  # type: ignore[attr-defined]
-    if isinstance(value, bytes):
-        return value.decode("latin-1").rstrip("\x00 ").lstrip(" ")
-    return str(value).strip()

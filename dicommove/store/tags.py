@@ -2,9 +2,10 @@
 
 ``move(..., tags=["Modality", "SeriesDescription", "InstanceNumber"])`` reads those
 elements from the header that the store already has in memory for each instance
-(:func:`dicommove._header.read_tags`), never with a full decode; only a header longer
-than the first 64 KiB is read back from the file with pydicom. Without ``tags`` the
-receive path is unchanged.
+(:func:`dicommove._header.read_tags`), never with a full decode; a header longer than
+the first 64 KiB is read on from the temp file with the same bounded walk (a deflated
+one is not: only what its first 64 KiB inflate to). Without ``tags`` the receive path
+is unchanged.
 """
 
 from __future__ import annotations
