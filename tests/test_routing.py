@@ -72,9 +72,25 @@ def test_a_message_id_with_the_wrong_keys_is_not_routed() -> None:
     assert router.route(received("9.9.9", "9.9.9.1.1", msg_id=11)) is None
 
 
-def test_a_deactivated_part_gets_nothing() -> None:
-    router, a, _b = two_active()
+def test_a_deactivated_part_still_gets_its_late_instances() -> None:
+    """A C-MOVE that ended on our side (aborted, timed out) may still have instances on
+    the way, or a PACS that never saw the abort goes on sending: they belong to its
+    request, by Message ID or, when none is running, by its keys; never one that does
+    not match the keys."""
+    router, a, b = two_active()
     router.deactivate(a)
+    assert router.route(received(STUDY_A, "1.2.3.1.1.1", msg_id=11)) is a
+    assert router.route(received("9.9.9", "9.9.9.1.1", msg_id=11)) is None
+    router.deactivate(b)
+    assert router.route(received(STUDY_A, "1.2.3.1.1.2", msg_id=None)) is a  # by its keys
+
+
+def test_a_reused_message_id_routes_to_the_running_part() -> None:
+    router, a, b = two_active()
+    router.deactivate(a)
+    b.message_id = 11  # the session's Message IDs wrapped around
+    router.activate(b)
+    assert router.route(received(STUDY_B, "1.2.3.2.1.1", msg_id=11)) is b
     assert router.route(received(STUDY_A, "1.2.3.1.1.1", msg_id=11)) is None
 
 
