@@ -289,9 +289,13 @@ async def check_destination(run: Run, part: Part, worker: int, *, get: bool = Fa
         if matches == 0:
             part.matched_nothing = True
             return
-        # instances of this move did arrive by C-MOVE: the destination works (with "auto",
-        # the ones C-GET brought say nothing about it)
-        moved = run.moved > 0 if run.method_choice == "auto" else run.delivered(part)
+        # instances of this move (this request's own included) did arrive by C-MOVE: the
+        # destination works (with "auto", the ones C-GET brought say nothing about it)
+        moved = (
+            run.moved > 0
+            if run.method_choice == "auto"
+            else run.delivered(part) or part.request.tally.n_ok > 0
+        )
         if matches is None or moved:
             return
         why = (
