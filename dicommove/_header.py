@@ -63,6 +63,47 @@ _CHUNK = 1 << 14  # bytes read through fetch at a time, at least
 _LONG_VRS = frozenset(
     (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
 )
+#: Every VR of PS3.5 6.2: any other two bytes in an explicit-VR dataset are refused (pydicom
+#: could not read the file, or would switch to implicit VR and misread it).
+_VRS = frozenset(
+    vr.encode()
+    for vr in [
+        "AE",
+        "AS",
+        "AT",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "FL",
+        "FD",
+        "IS",
+        "LO",
+        "LT",
+        "OB",
+        "OD",
+        "OF",
+        "OL",
+        "OV",
+        "OW",
+        "PN",
+        "SH",
+        "SL",
+        "SQ",
+        "SS",
+        "ST",
+        "SV",
+        "TM",
+        "UC",
+        "UI",
+        "UL",
+        "UN",
+        "UR",
+        "US",
+        "UT",
+        "UV",
+    ]
+)
 #: VRs that may have an undefined length: sequences, UN holding one, encapsulated pixel data.
 _UNDEFINED_VRS = frozenset((b"SQ", b"UN", b"OB", b"OW"))
 _UNDEFINED = 0xFFFFFFFF
@@ -177,6 +218,8 @@ class _Walker:
         if group == 0xFFFE:  # an item or a delimiter: a 4-byte length and no VR
             (length,) = (_BE_LENGTH if big else _LE_LENGTH)(self.buf, off + 4)
             return group << 16 | elem, b"", pos + 8, length
+        if vr not in _VRS:
+            raise HeaderError(f"{_tag(group << 16 | elem)} has an unknown VR {vr!r}")
         if vr in _LONG_VRS:
             off = self.window(pos, 12)
             (length,) = (_BE_LENGTH if big else _LE_LENGTH)(self.buf, off + 8)
@@ -328,7 +371,7 @@ def _read_explicit_le(data: bytes | bytearray, complete: bool) -> dict[int, str]
     """:func:`read_header` for Explicit VR Little Endian, the common case, in one tight loop."""
     found = dict.fromkeys(HEADER_TAGS, "")
     pos, end = 0, len(data)
-    long_vrs = _LONG_VRS
+    long_vrs, vrs = _LONG_VRS, _VRS
     walker: _Walker | None = None  # for sequences of undefined length, when there are some
     try:
         while pos < end:
@@ -338,6 +381,8 @@ def _read_explicit_le(data: bytes | bytearray, complete: bool) -> dict[int, str]
             tag = group << 16 | elem
             if tag > _LAST:
                 return found
+            if vr not in vrs:
+                raise HeaderError(f"{_tag(tag)} has an unknown VR {vr!r}")
             if vr in long_vrs:
                 if pos + 12 > end:
                     raise _Short(f"the dataset ends at byte {end}, inside the element at {pos}")
