@@ -9,9 +9,10 @@ or leave extra modalities registered on them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from peers import (
@@ -32,7 +33,11 @@ from peers import pytest_runtest_makereport as pytest_runtest_makereport
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dicommove.scp import Received, StoreSCP
     from dicommove.testing import DemoPACS
+
+#: The AE title of the store SCPs that :func:`start_store_scp` starts.
+SCP_AE = "DICOMMOVE"
 
 #: Fixtures that start a peer: tests using them are marked ``peers`` automatically.
 PEER_FIXTURES = frozenset({"orthanc", "dcmqrscp", "storage_scp"})
@@ -156,3 +161,78 @@ def demo_pacs(demo_cohort: pd.DataFrame, store_port: int) -> Iterator[DemoPACS]:
     root = Path(demo_cohort["path"].iloc[0]).parents[3]
     with DemoPACS(root, destinations={"STORE-SCP": ("127.0.0.1", store_port)}) as pacs:
         yield pacs
+
+
+@pytest.fixture
+def start_store_scp(tmp_path: Path) -> Iterator[Callable[..., tuple[StoreSCP, list[Received]]]]:
+    """Start StoreSCPs on 127.0.0.1 (port 0, AE ``DICOMMOVE`` unless ``ae_title=``), each
+    writing under its own ``tmp_path/outN`` with no fsync; all stopped at the end.
+
+    ``start(**options)`` passes ``options`` to :class:`~dicommove.scp.StoreSCP` and returns
+    it with the list its records are appended to.
+    """
+    from dicommove.scp import InstanceStore, StoreSCP
+
+    started: list[StoreSCP] = []
+
+    def start(**options: Any) -> tuple[StoreSCP, list[Received]]:
+        store = InstanceStore(tmp_path / f"out{len(started)}", durability="none")
+        store.prepare()
+        store.begin()
+        records: list[Received] = []
+        options.setdefault("ae_title", SCP_AE)
+        scp = StoreSCP(store, host=LOOPBACK, port=0, on_instance=records.append, **options)
+        started.append(scp)
+        scp.start()
+        return scp, records
+
+    try:
+        yield start
+    finally:
+        for scp in started:
+            scp.stop()
+
+
+class DimseLog:
+    """The DIMSE messages the demo PACS receives, each with the association it came on.
+
+    Bound with pynetdicom's notification event ``EVT_DIMSE_RECV`` on the PACS's server
+    (a private attribute of :class:`DemoPACS`: the one way to see which association a
+    message used).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: list[tuple[object, str]] = []
+
+    def __call__(self, event: Any) -> None:
+        with self._lock:
+            self._seen.append((event.assoc, type(event.message).__name__))
+
+    def kinds(self) -> set[str]:
+        with self._lock:
+            return {kind for _, kind in self._seen}
+
+    def associations(self, kind: str) -> list[object]:
+        """The distinct associations that carried a ``kind`` message (``C_ECHO_RQ``...)."""
+        with self._lock:
+            found: list[object] = []
+            for assoc, seen in self._seen:
+                if seen == kind and not any(assoc is a for a in found):
+                    found.append(assoc)
+            return found
+
+
+@pytest.fixture
+def dimse_log(demo_pacs: DemoPACS) -> Iterator[DimseLog]:
+    """The DIMSE messages the module's demo PACS receives (C-CANCEL included)."""
+    from pynetdicom import evt
+
+    log = DimseLog()
+    server = demo_pacs._server  # the one way to see the messages the PACS receives
+    assert server is not None
+    server.bind(evt.EVT_DIMSE_RECV, log)
+    try:
+        yield log
+    finally:
+        server.unbind(evt.EVT_DIMSE_RECV, log)

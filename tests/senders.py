@@ -43,6 +43,7 @@ __all__ = [
     "make_dataset",
     "new_uid",
     "part10_header",
+    "store_one",
     "wait_until",
     "write_part10",
 ]
@@ -631,6 +632,15 @@ class Receiver:
         tb: TracebackType | None,
     ) -> None:
         self.kill()
+
+
+def store_one(port: int, *, called: str, calling: str = "RAWSCU") -> int | None:
+    """C-STORE one small instance on a new raw association; its status."""
+    ds = make_dataset()
+    with RawAssociation(port, called=called, calling=calling) as raw:
+        status = raw.store(encode(ds), sop_instance=ds.SOPInstanceUID)
+        raw.release()
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,10 +16,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import DimseLog
 from peers import free_port
-from pynetdicom import evt
 from senders import wait_until
-from test_defects import DimseLog
 
 import dicommove
 from dicommove import (
@@ -47,19 +46,6 @@ def _no_faults(demo_pacs: DemoPACS) -> Iterator[None]:
     yield
     demo_pacs.faults.clear()
     demo_pacs.maximum_associations = 64
-
-
-@pytest.fixture
-def dimse_log(demo_pacs: DemoPACS) -> Iterator[DimseLog]:
-    """The DIMSE messages the demo PACS receives (C-CANCEL included), by association."""
-    log = DimseLog()
-    server = demo_pacs._server  # the one way to see the messages the PACS receives
-    assert server is not None
-    server.bind(evt.EVT_DIMSE_RECV, log)
-    try:
-        yield log
-    finally:
-        server.unbind(evt.EVT_DIMSE_RECV, log)
 
 
 def cancels_reached_the_pacs(log: DimseLog) -> list[object]:

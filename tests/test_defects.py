@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 import psutil  # type: ignore[import-untyped]
 import pytest
+from conftest import DimseLog
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from pynetdicom import evt
-from senders import RawAssociation, encode, make_dataset, wait_until
+from senders import RawAssociation, encode, make_dataset, store_one, wait_until
 
 import dicommove
 from dicommove import DicomMoveError, MoveInterrupted, Session, Timeouts
@@ -67,30 +67,11 @@ def session_closed(session: Session) -> bool:
 
 
 @pytest.fixture
-def start_scp(tmp_path: Path) -> Iterator[Callable[..., tuple[StoreSCP, list[Received]]]]:
+def start_scp(
+    start_store_scp: Callable[..., tuple[StoreSCP, list[Received]]],
+) -> Callable[..., tuple[StoreSCP, list[Received]]]:
     """Start StoreSCPs on 127.0.0.1 (port 0, AE ``DICOMMOVE``); all stopped at the end."""
-    started: list[StoreSCP] = []
-
-    def start(**options: Any) -> tuple[StoreSCP, list[Received]]:
-        store = instance_store(tmp_path / f"out{len(started)}", fsync_each=False)
-        records: list[Received] = []
-        scp = StoreSCP(
-            store,
-            ae_title=AE_TITLE,
-            host="127.0.0.1",
-            port=0,
-            on_instance=records.append,
-            **options,
-        )
-        started.append(scp)
-        scp.start()
-        return scp, records
-
-    try:
-        yield start
-    finally:
-        for scp in started:
-            scp.stop()
+    return start_store_scp
 
 
 @pytest.fixture
@@ -115,60 +96,9 @@ def wait_idle(pacs: DemoPACS, timeout: float = 10.0) -> None:
     wait_until(lambda: pacs.active_associations == 0, timeout, "the demo PACS without associations")
 
 
-def store_one(port: int, *, calling: str = "RAWSCU") -> int | None:
-    """C-STORE one small instance on a new raw association; its status."""
-    ds = make_dataset()
-    with RawAssociation(port, called=AE_TITLE, calling=calling) as raw:
-        status = raw.store(encode(ds), sop_instance=ds.SOPInstanceUID)
-        raw.release()
-    return status
-
-
 def assert_all_received(df: pd.DataFrame, cohort: pd.DataFrame) -> None:
     assert (df["status"] == "received").all(), df[["status", "reason"]].value_counts()
     assert sorted(df["SOPInstanceUID"]) == sorted(cohort["SOPInstanceUID"])
-
-
-class DimseLog:
-    """The DIMSE messages the demo PACS receives, each with the association it came on.
-
-    Bound with pynetdicom's notification event ``EVT_DIMSE_RECV`` on the PACS's server
-    (a private attribute of :class:`DemoPACS`: the one way to see which association a
-    message used).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: list[tuple[object, str]] = []
-
-    def __call__(self, event: Any) -> None:
-        with self._lock:
-            self._seen.append((event.assoc, type(event.message).__name__))
-
-    def kinds(self) -> set[str]:
-        with self._lock:
-            return {kind for _, kind in self._seen}
-
-    def associations(self, kind: str) -> list[object]:
-        """The distinct associations that carried a ``kind`` message (``C_ECHO_RQ``...)."""
-        with self._lock:
-            found: list[object] = []
-            for assoc, seen in self._seen:
-                if seen == kind and not any(assoc is a for a in found):
-                    found.append(assoc)
-            return found
-
-
-@pytest.fixture
-def dimse_log(pacs: DemoPACS) -> Iterator[DimseLog]:
-    log = DimseLog()
-    server = pacs._server
-    assert server is not None
-    server.bind(evt.EVT_DIMSE_RECV, log)
-    try:
-        yield log
-    finally:
-        server.unbind(evt.EVT_DIMSE_RECV, log)
 
 
 # -- defect 1: a descriptor closed twice after a failed fsync -----------------------------
@@ -263,7 +193,7 @@ def test_release_rq_announcing_2_gib_is_aborted_without_allocating_it(
     assert answer == 0x07 and growth < 8 * MiB, (
         f"answer: {answer!r} (A-ABORT is 7); the process grew by {growth / MiB:.0f} MiB"
     )
-    assert store_one(scp.port) == 0
+    assert store_one(scp.port, called=AE_TITLE) == 0
     wait_until(lambda: any(r.status == "received" for r in records), 10, "the stored record")
 
 
@@ -549,7 +479,7 @@ def test_a_c_store_succeeds_with_40_idle_connections_open(
     scp, records = start_scp()
     idle = [socket.create_connection(("127.0.0.1", scp.port), timeout=10) for _ in range(40)]
     try:
-        assert store_one(scp.port) == 0
+        assert store_one(scp.port, called=AE_TITLE) == 0
     finally:
         for sock in idle:
             sock.close()

@@ -21,11 +21,11 @@ from typing import Any, NamedTuple
 import pandas as pd
 import pytest
 from peers import ensure_peers_or_skip
-from senders import RawAssociation, encode, make_dataset, wait_until
+from senders import RawAssociation, encode, make_dataset, store_one, wait_until
 
 import dicommove
 from dicommove import MoveIncomplete, Session, StoreAssociationRefused, StoreOptions
-from dicommove.scp import InstanceStore, Received, StoreSCP
+from dicommove.scp import Received, StoreSCP
 from dicommove.testing import DemoPACS, PacsFaults, make_cohort
 from dicommove.testing.hostile import (
     ATTACKS,
@@ -42,39 +42,15 @@ PACS_AE = "DEMOPACS"
 DEMO_COHORT = {"patients": 1, "studies": 2, "series": 2, "instances": 10}
 
 
+@pytest.fixture
+def start_scp(start_store_scp: Any) -> Any:
+    """Start a store SCP (AE ``DICOMMOVE``) and return a (scp, records) pair."""
+    return lambda **options: Running(*start_store_scp(**options))
+
+
 class Running(NamedTuple):
     scp: StoreSCP
     records: list[Received]
-
-
-@pytest.fixture
-def start_scp(tmp_path: Path) -> Iterator[Any]:
-    started: list[StoreSCP] = []
-
-    def start(**options: Any) -> Running:
-        store = InstanceStore(tmp_path / "out")
-        store.prepare()
-        store.begin()
-        records: list[Received] = []
-        options.setdefault("ae_title", AE_TITLE)
-        scp = StoreSCP(store, host="127.0.0.1", port=0, on_instance=records.append, **options)
-        started.append(scp)
-        scp.start()
-        return Running(scp, records)
-
-    try:
-        yield start
-    finally:
-        for scp in started:
-            scp.stop()
-
-
-def store_one(port: int, *, calling: str = "RAWSCU") -> int | None:
-    ds = make_dataset()
-    with RawAssociation(port, called=AE_TITLE, calling=calling) as raw:
-        status = raw.store(encode(ds), sop_instance=ds.SOPInstanceUID)
-        raw.release()
-    return status
 
 
 # -- case 30 and 32: each attack on its own ---------------------------------------------------
@@ -99,7 +75,7 @@ def test_each_attack_is_aborted_within_a_second_with_flat_memory(
     assert outcome.seconds < 1.0, outcome
     # the largest payload is built in this thread (1 MiB); the SCP must add little to it
     assert peak < 4 << 20, f"{attack.name}: {peak / 2**20:.1f} MiB traced"
-    assert store_one(scp.port) == 0
+    assert store_one(scp.port, called=AE_TITLE) == 0
 
 
 def test_max_pdu_zero_still_caps_p_data_at_16_mib(start_scp: Any) -> None:

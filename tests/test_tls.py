@@ -28,7 +28,7 @@ from dicommove import (
     cli,
     tls,
 )
-from dicommove.scp import InstanceStore, Received, StoreSCP
+from dicommove.scp import Received, StoreSCP
 from dicommove.testing.peers import PeerTls, free_port
 from dicommove.testing.tls import TlsFiles, make_pki
 
@@ -163,28 +163,15 @@ def test_cli_store_scp_needs_a_certificate(
 
 
 @pytest.fixture
-def tls_scp(tmp_path: Path, pki: TlsFiles) -> Iterator[Any]:
-    started: list[StoreSCP] = []
+def tls_scp(start_store_scp: Any, pki: TlsFiles) -> Any:
+    """Start a store SCP (AE ``STORE-SCP``) speaking TLS with the PKI's server identity."""
 
     def start(**options: Any) -> tuple[StoreSCP, list[Received]]:
         ensure_peers_or_skip("echoscu", "storescu")
-        store = InstanceStore(tmp_path / "out")
-        store.prepare()
-        store.begin()
-        records: list[Received] = []
         options.setdefault("ssl", tls.server_context(pki.server_cert, pki.server_key, pki.ca_cert))
-        scp = StoreSCP(
-            store, ae_title=OUR_AE, host=LOOPBACK, port=0, on_instance=records.append, **options
-        )
-        started.append(scp)
-        scp.start()
-        return scp, records
+        return start_store_scp(ae_title=OUR_AE, **options)  # type: ignore[no-any-return]
 
-    try:
-        yield start
-    finally:
-        for scp in started:
-            scp.stop()
+    return start
 
 
 def test_dcmtk_storescu_over_tls_into_our_store_scp(
