@@ -56,6 +56,7 @@ from .store import (
 )
 
 __all__ = [
+    "BUSY",
     "CONFLICT_DIR_NAME",
     "DEFAULT_MAX_PDU",
     "IMPLEMENTATION_CLASS_UID",
@@ -74,6 +75,8 @@ logger = logging.getLogger("dicommove")
 
 #: The largest P-DATA PDU we read when our maximum is "unlimited" (0).
 MAX_UNLIMITED_PDU = 1 << 24
+#: The reason of a transient reject (all association slots taken): the PACS retries.
+BUSY = "too many store associations at once"
 #: How often idle and slow connections are looked at (seconds).
 _TICK = 0.5
 
@@ -326,7 +329,7 @@ class StoreSCP:
         if self.allowed_hosts is not None and conn.ip not in self.allowed_hosts:
             return 1, 1, 1, f"address {conn.ip} is not allowed"
         if len(self._associations) >= self.max_associations:
-            return 2, 3, 2, "too many store associations at once"
+            return 2, 3, 2, BUSY
         self._pending.pop(conn, None)
         self._associations.add(conn)
         return None

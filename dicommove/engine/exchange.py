@@ -19,6 +19,7 @@ from ..errors import MoveDestinationUnknown, MoveError, StoreAssociationRefused
 from ..query import encode_identifier
 from ..query.validation import missing_parent_keys
 from ..rows import Stop
+from ..scp import BUSY
 from .association import Aborted, Association, Interrupted, Response
 from .listen import refusal_message
 from .request import FINISHED, MAX_SUBOPERATIONS, Attempt, Next, Part, label_of
@@ -250,8 +251,9 @@ def _response(
 def refused_store(run: Run, part: Part, pacs_ip: str) -> None:
     """Raise StoreAssociationRefused when our store SCP refused the PACS and nothing came.
 
-    Only refusals of associations from the PACS's address since the part started
-    count: one from anywhere else (a scan, another device) says nothing about the move.
+    Only permanent refusals of associations from the PACS's address since the part
+    started count: one from anywhere else (a scan, another device) says nothing about
+    the move, and a busy reject (all slots taken) is transient.
     """
     scp = run.scp
     if scp is None or part.request.tally.n_ok or part.completed:
@@ -259,7 +261,11 @@ def refused_store(run: Run, part: Part, pacs_ip: str) -> None:
     code = part.final_status
     if code is not None and not st.is_failure(code) and not (part.failed or part.warning):
         return
-    refusals = [r for r in scp.refusals if r.ip == pacs_ip and r.at >= part.started_at]
+    refusals = [
+        r
+        for r in scp.refusals
+        if r.ip == pacs_ip and r.at >= part.started_at and r.why != BUSY  # busy: transient
+    ]
     if refusals:
         raise StoreAssociationRefused(
             refusal_message(run.session, refusals) + ".",
