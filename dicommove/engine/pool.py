@@ -203,7 +203,10 @@ class Pool:
                 f"the PACS accepts calling AE {self.ae_title!r}."
             ) from None
         except (OSError, asyncio.TimeoutError) as exc:
-            if self.tls is not None and isinstance(exc, (ssl.SSLError, ConnectionError)):
+            in_handshake = isinstance(exc, ssl.SSLError) or (
+                isinstance(exc, ConnectionError) and not isinstance(exc, ConnectionRefusedError)
+            )
+            if self.tls is not None and in_handshake and isinstance(exc, OSError):
                 raise ConnectError(self._tls_failed(exc)) from None
             if isinstance(exc, OSError) and exc.errno:
                 # asyncio's own message hides the reason; a DNS error (negative) has its own
