@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _status as st
+from .manifest import PROBLEM_STATUSES
 from .query import UNIQUE_KEYS, Query
 
 __all__ = [
@@ -338,17 +339,22 @@ def duplicate_rows(out: RequestOutcome) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def verdict(out: RequestOutcome, tally: Tally, ctx: RunContext) -> tuple[bool, int]:
-    """Judge a finished request from its tally: (complete, instances missing).
+def verdict(out: RequestOutcome, tally: Tally, ctx: RunContext) -> tuple[bool, int, str]:
+    """Judge a finished request from its tally: (complete, instances missing, problem).
 
     Conservative where only the arrivals could tell (a failed-SOP list naming an
     instance that arrived counts as a problem): ``complete`` is then false and a
-    later ``resume=True`` asks again.
+    later ``resume=True`` asks again. ``problem`` is the status of its first
+    problem row (``"failed"`` when it has none but is not complete, ``""`` when complete).
     """
     rows = list(summary_rows(out, tally, ctx, lambda _uid: False))
     missing = sum(1 for r in rows if r["status"] == "missing")
     complete = not rows and tally.problems == 0 and tally.n_ok > 0
-    return complete, missing
+    problem = next(
+        (str(r["status"]) for r in rows if r["status"] in PROBLEM_STATUSES),
+        "" if complete else "failed",
+    )
+    return complete, missing, problem
 
 
 def summary_rows(

@@ -331,7 +331,10 @@ def test_importing_the_package_and_its_modules_imports_no_ui_or_pandas() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out[-2] == repr(
-        [f"dicommove.progress.{m}" for m in ("base", "stats", "terminal", "widget")]
+        [
+            f"dicommove.progress.{m}"
+            for m in ("base", "events", "panel", "stats", "terminal", "widget")
+        ]
     )
     assert out[-1] == "[]"
 
@@ -382,7 +385,7 @@ def test_tqdm_bar_shows_total_and_postfix(
     assert drawn.wait(10)
     running = out.getvalue()
     assert "C-MOVE from PACS:" in running
-    assert "4/10" in running
+    assert "4/30" in running  # 10 announced by one request of three: 30 expected
     assert "req 0/3, 1 failed, w: 2 moving, 1 idle" in running
     assert "MB/s" in running
     for _ in range(6 if complete else 2):
@@ -410,13 +413,32 @@ def test_tqdm_postfix_is_compact() -> None:
 
 
 # -- the ipywidgets panel -----------------------------------------------------
+class FakeHandle:
+    """IPython's DisplayHandle, recording what the display was replaced with."""
+
+    def __init__(self) -> None:
+        self.updates: list[object] = []
+
+    def update(self, obj: object) -> None:
+        self.updates.append(obj)
+
+
 @pytest.fixture
 def displayed(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     pytest.importorskip("ipywidgets", reason="ipywidgets is not installed")
     import IPython.display
 
     shown: list[object] = []
-    monkeypatch.setattr(IPython.display, "display", lambda *objs, **_kw: shown.extend(objs))
+
+    def display(*objs: object, display_id: bool = False, **_kw: object) -> FakeHandle | None:
+        shown.extend(objs)
+        if display_id:
+            handle = FakeHandle()
+            shown.append(handle)
+            return handle
+        return None
+
+    monkeypatch.setattr(IPython.display, "display", display)
     return shown
 
 
@@ -437,39 +459,94 @@ def test_widget_panel_draws_and_cancels_once(
     bar = reporter._bar
     drawn = rendered_once(monkeypatch, reporter)
     reporter.start()
-    assert displayed == [reporter.panel]  # displayed once, at start
+    assert displayed[0] is reporter.panel and len(displayed) == 2  # displayed once, at start
+    assert "dicommove-panel" in reporter.panel._dom_classes
     assert drawn.wait(10)
-    assert (bar.value, bar.max, bar.bar_style) == (4, 10, "info")
-    assert "4 / 10 instances" in reporter.text()
+    # one request of three started and announced 10: the other two are estimated alike
+    assert (bar.value, bar.max, bar.bar_style) == (4, 30, "info")
+    assert "4 / ~30 instances \u00b7 0 of 3 requests done" in reporter.text()
 
     button = reporter.cancel_button
     assert not button.disabled and button.layout.display != "none"
     button.click()
     button.click()
     assert cancels == [1]
-    assert button.disabled
+    assert button.disabled and button.description == "Cancelling\u2026"
 
     # the thread is asleep for an hour: drawing by hand is safe here
     for _ in range(16):
         stats.instance(1_000_000)
     stats.set_total(30)
+    stats.request_started(2, "STUDY 1.2.4")
+    stats.request_started(3, "STUDY 1.2.5")
     reporter.render(stats.snapshot())
-    assert (bar.value, bar.max, bar.bar_style) == (20, 30, "info")
+    assert (bar.value, bar.max, bar.bar_style) == (20, 30, "warning")
+    assert reporter.text().splitlines()[0] == "C-MOVE from PACS: cancelling"
 
-    stats.request_finished(1, ok=False)
-    stats.finish(complete=False, cancelled=True)
+    stats.request_finished(1, ok=False, problem="cancelled")
+    stats.finish(complete=False, cancelled=True, problems={"cancelled": 7})
     reporter.stop()
-    assert displayed == [reporter.panel]
+    handle = displayed[1]
+    assert isinstance(handle, FakeHandle) and len(handle.updates) == 1
     assert (bar.value, bar.max, bar.bar_style) == (20, 30, "danger")
     text = reporter.text()
     assert text.splitlines()[0] == "C-MOVE from PACS: cancelled"
-    assert (
-        "20 / 30 instances" in text
-        and "failed 1" in text
-        and "requests 1/3 done (1 failed)" in text
-    )
+    assert "20 / 30 instances \u00b7 1 of 3 requests done" in text
+    assert "manifest: 7 cancelled" in text and "resume=True" in text
+    assert "[ Cancelled ] (disabled)" in text
     button.click()
     assert cancels == [1]
+    # the live widgets were replaced by the same panel as static HTML, and closed
+    final = handle.updates[0]
+    html_text = final._repr_html_()  # type: ignore[attr-defined]
+    assert "class='dicommove-summary' data-state='cancelled'" in html_text
+    assert "manifest: 7 cancelled" in html_text and "resume=True" in html_text
+    assert repr(final).splitlines()[0] == "C-MOVE from PACS: cancelled"
+    assert reporter.panel.comm is None and bar.comm is None
+
+
+def test_widget_bar_follows_an_estimate_and_shows_an_eta(displayed: list[object]) -> None:
+    clock = FakeClock()
+    stats = MoveStats(requests_total=200, clock=clock)
+    reporter = widget(stats)
+    for key in range(18):
+        stats.request_started(key, f"STUDY {key}")
+        if key < 16:
+            stats.request_finished(key, ok=True)
+    stats.set_total(36)  # 2 instances a request so far
+    stats.snapshot()  # a throughput sample at t=0
+    clock.now += 4.0
+    for _ in range(20):
+        stats.instance(1000)
+    snap = stats.snapshot()
+    assert snap.expected == 36 + round(36 * 182 / 18) == 400
+    assert snap.per_s == pytest.approx(5.0)
+    assert snap.eta == pytest.approx((400 - 20) / 5.0)
+    reporter.render(snap)
+    assert (reporter._bar.value, reporter._bar.max) == (20, 400)
+    assert "20 / ~400 instances \u00b7 16 of 200 requests done \u00b7 ETA 1:16" in reporter.text()
+
+
+def test_widget_says_not_found_and_never_started(displayed: list[object]) -> None:
+    stats = MoveStats(requests_total=3)
+    reporter = widget(stats)
+    stats.request_started("a", "case-1 \u00b7 STUDY 1.2.3")
+    stats.set_total(2)
+    stats.instance(2500)
+    stats.instance(2500)
+    stats.request_finished("a", ok=True)
+    stats.request_started("b", "case-2 \u00b7 STUDY 2.25.1")
+    stats.request_finished("b", ok=False, problem="not_found")
+    reporter.render(stats.snapshot())
+    running = reporter.text()
+    assert "requests 1 not found" in running and "failed" not in running
+    assert "received 2 (5.0 kB)" in running  # the manifest's units: kB, MB, GB
+    stats.finish(complete=False, problems={"not_found": 1, "cancelled": 1})
+    reporter.render(stats.snapshot())
+    text = reporter.text()
+    assert "manifest: 1 not found, 1 cancelled" in text
+    assert "1 requests never started" in text
+    assert "failed 0" not in text and "missing 0" not in text
 
 
 @pytest.mark.parametrize(("complete", "style"), [(True, "success"), (False, "danger")])
@@ -478,6 +555,7 @@ def test_widget_ends_green_or_red(displayed: list[object], complete: bool, style
     cancels: list[int] = []
     reporter = widget(stats, on_cancel=lambda: cancels.append(1), interval=0.01)
     reporter.start()
+    stats.request_started(0, "STUDY 1.2.3")
     stats.set_total(3)
     stats.instance(100)
     stats.instance(100)
@@ -485,8 +563,8 @@ def test_widget_ends_green_or_red(displayed: list[object], complete: bool, style
         stats.instance(100)
     else:
         stats.missing(1)
-    stats.request_finished(0, ok=complete)
-    stats.finish(complete=complete)
+    stats.request_finished(0, ok=complete, problem="missing")
+    stats.finish(complete=complete, problems={} if complete else {"missing": 1})
     reporter.stop()
     assert reporter._bar.bar_style == style
     assert reporter._bar.value == (3 if complete else 2)
@@ -494,9 +572,14 @@ def test_widget_ends_green_or_red(displayed: list[object], complete: bool, style
     reporter.cancel_button.click()
     assert cancels == []
     text = reporter.text()
-    assert text.splitlines()[0] == f"C-MOVE from PACS: {'complete' if complete else 'incomplete'}"
+    state = "complete" if complete else "incomplete"
+    assert text.splitlines()[0] == f"C-MOVE from PACS: {state}"
     assert f"({style})" in text
-    assert f"missing {0 if complete else 1}" in text
+    assert ("manifest: 1 missing" in text) is not complete
+    assert ("resume=True" in text) is not complete
+    handle = displayed[1]
+    assert isinstance(handle, FakeHandle)
+    assert f"data-state='{state}'" in handle.updates[0]._repr_html_()  # type: ignore[attr-defined]
 
 
 def test_widget_without_on_cancel_has_no_button(displayed: list[object]) -> None:
@@ -518,7 +601,7 @@ def test_widget_lists_at_most_rows_active_requests(displayed: list[object]) -> N
     text = reporter.text()
     assert "STUDY 1.2.7 <&>" in text and "STUDY 1.2.8" not in text
     assert "  +3 more" in text
-    assert "workers: 2 moving (#1 #3) \u00b7 1 retry in 2s (#2)" in text
+    assert "workers: 2 moving (#1 #3) \u00b7 1 retry in 2s (#2)" in text  # from 1, as logged
     table = reporter._table.value
     assert table.count("<tr>") == 1 + 8 + 1  # header, 8 rows, "+3 more"
     assert "&lt;&amp;&gt;" in table and "<&>" not in table

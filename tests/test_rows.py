@@ -62,7 +62,7 @@ def test_complete_success_is_one_row_per_instance() -> None:
     tally = Tally(out.query)
     for a in (arrival("1"), arrival("2")):
         tally.add(a)
-    assert verdict(out, tally, RunContext()) == (True, 0)
+    assert verdict(out, tally, RunContext()) == (True, 0, "")
 
 
 def test_fewer_arrivals_than_completed_sub_operations_is_missing() -> None:
@@ -140,7 +140,7 @@ def test_a_copy_is_one_row_and_a_refusal_is_its_own() -> None:
     tally = Tally(out.query)
     for a in arrivals:
         tally.add(a)
-    complete, _missing = verdict(out, tally, RunContext())
+    complete, _missing, _problem = verdict(out, tally, RunContext())
     assert complete is False  # a refused instance is a problem
 
 

@@ -105,7 +105,7 @@ async def move_once(run: Run, part: Part, worker: int, *, allow_split: bool = Tr
     now = run.loop.time()
     part.start_attempt(pool.next_message_id(), worker, now)
     run.part_started(part)
-    label = label_of(query)
+    label = label_of(query, part.request.planned.request.index)
     if get:
         logger.info("C-GET %s (message %d)", query, part.message_id)
         command = _ul.encode_request(
@@ -199,7 +199,7 @@ def _on_wake(run: Run, part: Part, assoc: Association, worker: int, cx_id: int) 
         return False
     if part.cancel_sent_at is None:
         if _why_cancel(run, part, now):
-            run.stats.worker(worker, "cancelling")
+            run.stats.worker(worker + 1, "cancelling")
             logger.warning("sending C-CANCEL for message %d", part.message_id)
             cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=part.message_id)
             assoc.send(cx_id, cancel)

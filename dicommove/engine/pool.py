@@ -169,7 +169,7 @@ class Pool:
         if assoc is not None and assoc.established:
             return assoc
         pacs = self.pacs
-        logger.debug("requesting association %s -> %s (worker %d)", self.ae_title, pacs, worker)
+        logger.debug("requesting association %s -> %s (worker %d)", self.ae_title, pacs, worker + 1)
         t = self.timeouts
         try:
             assoc = await Association.connect(

@@ -16,6 +16,7 @@ attempt returns.
 from __future__ import annotations
 
 import enum
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from .. import _status as st
@@ -56,12 +57,25 @@ class Attempt:
 FINISHED = Attempt(Next.FINISH)
 
 
-def label_of(query: Query) -> str:
-    """Return a short name for a request in the progress display: level and UID(s)."""
+def label_of(query: Query, source: Hashable = None) -> str:
+    """Return a short name for a request in the progress display.
+
+    The cohort row's label (``source``, the manifest's ``request``) first, then the level
+    and the UID, shortened in its middle: ``"case-3 · STUDY 1.2.826.0.1…0.4.1"``.
+    """
     uids = query.retrieve_uids()
-    first = uids[0] if uids else str(query)
+    first = ellipsize(uids[0]) if uids else ellipsize(str(query), 40)
     more = f" +{len(uids) - 1}" if len(uids) > 1 else ""
-    return f"{query.level or '?'} {first[-24:]}{more}"
+    name = f"{query.level or '?'} {first}{more}"
+    return name if source is None else f"{ellipsize(str(source), 32)} \u00b7 {name}"
+
+
+def ellipsize(text: str, width: int = 24) -> str:
+    """Shorten ``text`` to ``width`` characters by an ellipsis in its middle."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}\u2026{text[len(text) - (width - 1 - head) :]}"
 
 
 @dataclass(eq=False)

@@ -182,7 +182,7 @@ class Run:
         self.journal: Journal | None = None
         self._stopped = asyncio.Event()
         self._started: list[Part] = []
-        self._finished_total = 0
+        self._finished_total = self._finished_counted = 0  # instances, requests that ran
         self._commits: set[asyncio.Task[None]] = set()
         self._committer = _Committer(None)
         self._scheduler: Scheduler | None = None
@@ -343,9 +343,11 @@ class Run:
         request = part.request
         if not request.announced:
             request.announced = True
-            self.stats.request_started(id(request), label_of(request.query))
+            self.stats.request_started(
+                id(request), label_of(request.query, request.planned.request.index)
+            )
         self._started.append(part)
-        self.stats.worker(part.worker, "moving")
+        self.stats.worker(part.worker + 1, "moving")
 
     def part_stopped(self, part: Part) -> None:
         """Note that a part's C-MOVE ended (answered, aborted or given up)."""
@@ -361,11 +363,12 @@ class Run:
         self._update_total()
 
     def _update_total(self) -> None:
-        active = sum(
+        active = [
             max(sum(p.expected for p in s.parts if p.phase is not Phase.REPLACED), s.tally.n_ok)
             for s in {p.request for p in self.router.active.values()}
-        )
-        self.stats.set_total(self._finished_total + active)
+        ]
+        counted = self._finished_counted + sum(1 for n in active if n)  # the rest: estimated
+        self.stats.set_total(self._finished_total + sum(active), requests=counted)
 
     def delivered(self, part: Part) -> bool:
         """Whether any other request of this move got an instance or a completed count."""
@@ -388,12 +391,13 @@ class Run:
         self._finished_total += max(
             sum(p.expected for p in state.parts if p.phase is not Phase.REPLACED), state.tally.n_ok
         )
+        self._finished_counted += ran
         self._update_total()
         if not ran:
             return  # never sent (cancelled first): its row says so in the manifest
-        complete, missing = verdict(out, state.tally, self.context())
+        complete, missing, problem = verdict(out, state.tally, self.context())
         self.stats.missing(missing)
-        self.stats.request_finished(id(state), ok=complete)
+        self.stats.request_finished(id(state), ok=complete, problem=problem)
         if self.journal is not None:
             task = self.loop.create_task(self._record(state.key, complete, state.tally.n_ok))
             self._commits.add(task)
@@ -506,6 +510,7 @@ class Run:
         self.stats.finish(
             complete=not problems and failure is None and self.stop is Stop.NONE,
             cancelled=self.stop in (Stop.INTERRUPT, Stop.CANCEL),
+            problems=problems,
         )
         return MoveResult(
             rows=rows,

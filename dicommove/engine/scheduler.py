@@ -111,7 +111,9 @@ class Scheduler:
                     await self._run_part(part, worker)
                 except _Retire as retire:
                     logger.warning(
-                        "worker %d stops (%s); the other workers carry on", worker, retire.__cause__
+                        "worker %d stops (%s); the other workers carry on",
+                        worker + 1,
+                        retire.__cause__,
                     )
                     if not part.started_at:
                         part.attempts = 0
@@ -121,7 +123,7 @@ class Scheduler:
                 except DicomMoveError as exc:
                     run.fail(exc)
                 except Exception as exc:  # a bug of ours: stop the move, keep what arrived
-                    logger.exception("worker %d failed on %s", worker, part.query)
+                    logger.exception("worker %d failed on %s", worker + 1, part.query)
                     run.fail(
                         DicomMoveError(
                             f"internal error while moving {part.query}: {exc!r}. "
@@ -135,7 +137,7 @@ class Scheduler:
                     part.phase = Phase.DONE
                 run.part_done(part)
         finally:
-            run.stats.worker(worker, "done")
+            run.stats.worker(worker + 1, "done")
             self.live.discard(worker)
             self.wake()
 
@@ -195,7 +197,7 @@ class Scheduler:
                 run.retry.retries,
                 wait,
             )
-            run.stats.worker(worker, f"retry in {wait:.1f}s")
+            run.stats.worker(worker + 1, f"retry in {wait:.1f}s")
             if await run.sleep(wait):
                 return  # the move stops
             delay *= 2

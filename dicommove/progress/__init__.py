@@ -12,7 +12,8 @@ The package is split as ``tqdm.auto`` is, and everything is re-exported here:
 - :mod:`~dicommove.progress.base`: :class:`Reporter`, :class:`NullReporter`,
   :class:`CallbackReporter`;
 - :mod:`~dicommove.progress.terminal`: :class:`TqdmReporter`;
-- :mod:`~dicommove.progress.widget`: :class:`WidgetReporter`;
+- :mod:`~dicommove.progress.widget`: :class:`WidgetReporter`, drawing a
+  :class:`~dicommove.progress.panel.Panel` (also static HTML and text);
 - this module: :data:`ProgressMode` and :func:`make_reporter`, which picks a reporter
   (the widget panel in a Jupyter kernel, else the tqdm bar, for ``"auto"``).
 
@@ -36,9 +37,6 @@ from .stats import MoveStats, ProgressSnapshot
 from .terminal import TqdmReporter
 from .terminal import _workers_summary as _workers_summary
 from .widget import WidgetReporter
-from .widget import _duration as _duration
-from .widget import _Panel as _Panel
-from .widget import _size as _size
 
 __all__ = [
     "CallbackReporter",

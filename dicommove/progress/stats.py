@@ -25,6 +25,10 @@ def _no_workers() -> Mapping[int, str]:
     return MappingProxyType({})
 
 
+def _nothing() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class ProgressSnapshot:
     """The state of a move at one moment, as a reporter or a progress callable sees it.
@@ -49,7 +53,7 @@ class ProgressSnapshot:
     requests_done : int
         Requests finished, whatever their outcome.
     requests_failed : int
-        Requests finished with a problem.
+        Requests finished with a problem (see ``request_problems`` for which).
     failed : int
         Instances that arrived but could not be stored.
     missing : int
@@ -57,14 +61,31 @@ class ProgressSnapshot:
     active : tuple of str
         Labels of the requests running now, oldest first (e.g. ``"STUDY 1.2.3... 40/120"``).
     workers : Mapping[int, str]
-        Worker number to a short state: ``"moving"``, ``"idle"``, ``"retry in 2s"``,
-        ``"cancelling"``, ... Read-only.
+        Worker number (from 1, as in the engine's log) to a short state: ``"moving"``,
+        ``"idle"``, ``"retry in 2s"``, ``"cancelling"``, ... Read-only.
     finished : bool
         The move is over.
     complete : bool or None
         ``None`` while the move runs; at the end, whether everything arrived.
     cancelled : bool
         The move was cancelled.
+    per_s : float
+        Instances a second, over the same window as ``mb_per_s``.
+    requests_started : int
+        Requests sent to the PACS so far (not those already complete on disk with
+        ``resume=True``).
+    request_problems : Mapping[str, int]
+        Finished requests with a problem, by the manifest status that tells it:
+        ``{"not_found": 1, "cancelled": 2}``. Read-only.
+    problems : Mapping[str, int]
+        Once the move has finished: the manifest's rows by problem status (``"missing"``,
+        ``"cancelled"``, ...), never-started requests included. Empty before. Read-only.
+    expected : int or None
+        Instances the whole move will likely bring: ``total``, plus an estimate for the
+        requests whose count is not known yet (the average of those known). Equal to
+        ``total`` once every count is known; ``None`` while none is.
+    eta : float or None
+        Seconds left at the recent rate (``per_s``); ``None`` when unknown or finished.
     """
 
     total: int | None = None
@@ -82,6 +103,18 @@ class ProgressSnapshot:
     finished: bool = False
     complete: bool | None = None
     cancelled: bool = False
+    per_s: float = 0.0
+    requests_started: int = 0
+    request_problems: Mapping[str, int] = field(default_factory=_nothing)
+    problems: Mapping[str, int] = field(default_factory=_nothing)
+
+    expected: int | None = None
+    eta: float | None = None
+
+    @property
+    def requests_waiting(self) -> int:
+        """Requests not started yet (or never, once the move has finished)."""
+        return max(self.requests_total - self.requests_done - len(self.active), 0)
 
 
 class MoveStats:
@@ -113,17 +146,27 @@ class MoveStats:
         self._requests_total = requests_total
         self._requests_done = 0
         self._requests_failed = 0
+        self._requests_started = 0
+        self._finished_started = 0  # requests finished after request_started
+        self._covered: int | None = None
+        self._request_problems: dict[str, int] = {}
+        self._problems: dict[str, int] = {}
         self._active: dict[Hashable, str] = {}
         self._workers: dict[int, str] = {}
         self._complete: bool | None = None
         self._cancelled = False
-        # (time, nbytes) samples taken by snapshot(), for the recent throughput
-        self._samples: deque[tuple[float, int]] = deque([(self._start, 0)])
+        # (time, nbytes, instances) samples taken by snapshot(), for the recent throughput
+        self._samples: deque[tuple[float, int, int]] = deque([(self._start, 0, 0)])
 
-    def set_total(self, total: int) -> None:
-        """Set the number of instances expected so far (it may grow as requests start)."""
+    def set_total(self, total: int, *, requests: int | None = None) -> None:
+        """Set the number of instances expected so far (it may grow as requests start).
+
+        ``requests`` is how many requests that total covers (by default, those
+        started): the others are estimated at their average.
+        """
         with self._lock:
             self._total = total
+            self._covered = requests
 
     def instance(self, nbytes: int, *, ok: bool = True) -> None:
         """Count one instance that arrived: stored (``ok``) or failed, with its size.
@@ -145,6 +188,8 @@ class MoveStats:
     def request_started(self, key: Hashable, label: str) -> None:
         """Mark the request ``key`` as running, shown as ``label``."""
         with self._lock:
+            if key not in self._active:
+                self._requests_started += 1
             self._active[key] = label
             self._requests_total = max(
                 self._requests_total, self._requests_done + len(self._active)
@@ -156,29 +201,47 @@ class MoveStats:
             if key in self._active:
                 self._active[key] = label
 
-    def request_finished(self, key: Hashable, *, ok: bool) -> None:
-        """Mark the request ``key`` as finished; ``ok=False`` counts it as failed."""
+    def request_finished(self, key: Hashable, *, ok: bool, problem: str = "failed") -> None:
+        """Mark the request ``key`` as finished.
+
+        ``ok=False`` counts it among the failed requests, under ``problem``: the manifest
+        status that tells what went wrong (``"not_found"``, ``"cancelled"``, ...).
+        """
         with self._lock:
-            self._active.pop(key, None)
+            if self._active.pop(key, None) is not None:
+                self._finished_started += 1
             self._requests_done += 1
             if not ok:
                 self._requests_failed += 1
+                self._request_problems[problem] = self._request_problems.get(problem, 0) + 1
             self._requests_total = max(
                 self._requests_total, self._requests_done + len(self._active)
             )
 
     def worker(self, worker: int, state: str) -> None:
-        """Set the short state of worker number ``worker`` (``"moving"``, ``"idle"``, ...)."""
+        """Set the short state of worker number ``worker`` (from 1: ``"moving"``, ``"idle"``...)."""
         with self._lock:
             self._workers[worker] = state
 
-    def finish(self, *, complete: bool, cancelled: bool = False) -> None:
-        """Mark the move as over: ``complete`` if everything arrived, or ``cancelled``."""
+    def finish(
+        self,
+        *,
+        complete: bool,
+        cancelled: bool = False,
+        problems: Mapping[str, int] | None = None,
+    ) -> None:
+        """Mark the move as over: ``complete`` if everything arrived, or ``cancelled``.
+
+        ``problems`` counts the manifest's rows by problem status (the final panel
+        shows them).
+        """
         with self._lock:
             if self._end is None:
                 self._end = self._clock()
             self._complete = complete
             self._cancelled = cancelled
+            if problems is not None:
+                self._problems = {k: v for k, v in problems.items() if v}
 
     def snapshot(self) -> ProgressSnapshot:
         """Return the current state, consistent as of one instant."""
@@ -188,9 +251,14 @@ class MoveStats:
             elapsed = max(now - self._start, 0.0)
             if finished:
                 rate = self._nbytes / elapsed if elapsed > 0 else 0.0
+                per_s = self._instances / elapsed if elapsed > 0 else 0.0
             else:
-                rate = self._recent_rate(now)
+                rate, per_s = self._recent_rate(now)
             total = self._total
+            expected = self._expected(finished)
+            eta = None
+            if expected is not None and not finished and per_s > 0:
+                eta = max(expected - self._instances, 0) / per_s
             return ProgressSnapshot(
                 total=None if total is None else max(total, self._instances),
                 instances=self._instances,
@@ -207,16 +275,36 @@ class MoveStats:
                 finished=finished,
                 complete=self._complete if finished else None,
                 cancelled=self._cancelled,
+                per_s=per_s,
+                requests_started=self._requests_started,
+                request_problems=MappingProxyType(dict(self._request_problems)),
+                problems=MappingProxyType(dict(self._problems)),
+                expected=expected,
+                eta=eta,
             )
 
-    def _recent_rate(self, now: float) -> float:
-        """Bytes a second over the last THROUGHPUT_WINDOW seconds (lock held)."""
+    def _expected(self, finished: bool) -> int | None:
+        """Return the total, plus its average per request for each request it does not cover."""
+        total = self._total
+        if total is None:
+            return None
+        total = max(total, self._instances)
+        covered = self._requests_started if self._covered is None else self._covered
+        skipped = self._requests_done - self._finished_started  # complete on disk already
+        uncovered = self._requests_total - skipped - covered
+        if finished or uncovered <= 0 or covered <= 0:
+            return total
+        return total + round(total * uncovered / covered)
+
+    def _recent_rate(self, now: float) -> tuple[float, float]:
+        """Bytes and instances a second over the last THROUGHPUT_WINDOW seconds (lock held)."""
         samples = self._samples
         if now - samples[-1][0] >= 0.1:  # at most ~30 samples in the window
-            samples.append((now, self._nbytes))
+            samples.append((now, self._nbytes, self._instances))
         # keep the newest sample at least a window old as the reference point
         while len(samples) > 1 and samples[1][0] <= now - THROUGHPUT_WINDOW:
             samples.popleft()
-        t0, n0 = samples[0]
+        t0, n0, i0 = samples[0]
         # a 1 s floor: no absurd spike when the first instance lands in the first milliseconds
-        return (self._nbytes - n0) / max(now - t0, 1.0)
+        span = max(now - t0, 1.0)
+        return (self._nbytes - n0) / span, (self._instances - i0) / span

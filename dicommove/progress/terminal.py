@@ -27,8 +27,10 @@ def _workers_summary(workers: Mapping[int, str]) -> str:
 class TqdmReporter(Reporter):
     """One tqdm bar of instances, with throughput, requests and workers as its postfix.
 
-    Its total follows :attr:`ProgressSnapshot.total`; at the end its description says
-    complete, incomplete or cancelled, and it turns green or red.
+    Its total follows :attr:`ProgressSnapshot.expected` (the instances announced, plus an
+    estimate for the requests not started yet), so tqdm's ETA covers the whole move. At
+    the end its description says complete, incomplete or cancelled, and it turns green or
+    red.
 
     Parameters
     ----------
@@ -80,6 +82,9 @@ class TqdmReporter(Reporter):
             parts.append(f"{snapshot.failed} failed")
         if snapshot.missing:
             parts.append(f"{snapshot.missing} missing")
+        for status, n in snapshot.request_problems.items():
+            if status not in ("failed", "missing") and n:
+                parts.append(f"{n} req {status.replace('_', ' ')}")
         if snapshot.workers and not snapshot.finished:
             parts.append(f"w: {_workers_summary(snapshot.workers)}")
         return ", ".join(parts)
@@ -89,7 +94,8 @@ class TqdmReporter(Reporter):
         bar = self._bar
         if bar is None:
             return
-        total = snapshot.total
+        # an estimate while requests wait: tqdm's ETA follows it
+        total = snapshot.expected if snapshot.expected is not None else snapshot.total
         if snapshot.finished:
             if snapshot.complete and total is None:
                 total = snapshot.instances

@@ -2,22 +2,23 @@
 
 The engine's threads update a :class:`~dicommove.progress.stats.MoveStats`; this
 reporter's own thread (see :class:`~dicommove.progress.base.Reporter`) turns each
-snapshot into a :class:`_Panel` (plain data, also drawn as text by
-:meth:`WidgetReporter.text`) and applies it to the widgets. ipywidgets is imported when
-a :class:`WidgetReporter` is made and IPython when it is displayed, so importing this
-module imports neither.
+snapshot into a :class:`~dicommove.progress.panel.Panel` (plain data, also drawn as text by
+:meth:`WidgetReporter.text`) and applies it to the widgets. When the move ends, the live
+widgets are replaced by the same panel as static HTML, which a saved notebook keeps.
+ipywidgets is imported when a :class:`WidgetReporter` is made and IPython when it is
+displayed, so importing this module imports neither.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InputError
-from .base import Reporter, _state
+from .base import Reporter
+from .panel import Panel, StaticPanel
 from .stats import MoveStats, ProgressSnapshot
 
 __all__ = ["WidgetReporter"]
@@ -25,85 +26,21 @@ __all__ = ["WidgetReporter"]
 logger = logging.getLogger("dicommove")
 
 
-def _size(nbytes: int) -> str:
-    if nbytes >= 10**9:
-        return f"{nbytes / 1e9:.2f} GB"
-    return f"{nbytes / 1e6:.1f} MB"
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-    return f"{s // 60}:{s % 60:02d}"
-
-
-@dataclass(frozen=True)
-class _Panel:
-    """What the widget panel shows, as plain data (drawn as widgets and as text)."""
-
-    title: str
-    state: str
-    value: int
-    maximum: int
-    style: str
-    count: str
-    line: str
-    active: tuple[str, ...]
-    more: int
-    workers: str
-
-    @classmethod
-    def of(cls, snapshot: ProgressSnapshot, desc: str, rows: int) -> _Panel:
-        state = _state(snapshot)
-        total = snapshot.total
-        maximum = max(total or 0, snapshot.instances, 1)
-        value = snapshot.instances
-        if state == "complete":
-            value = maximum
-        shown = "?" if total is None else f"{total:,}"
-        requests = f"requests {snapshot.requests_done}/{snapshot.requests_total} done"
-        if snapshot.requests_failed:
-            requests += f" ({snapshot.requests_failed} failed)"
-        line = " \u00b7 ".join(
-            [
-                f"{snapshot.mb_per_s:.1f} MB/s",
-                f"received {snapshot.instances:,} ({_size(snapshot.nbytes)})",
-                f"failed {snapshot.failed:,}",
-                f"missing {snapshot.missing:,}",
-                requests,
-                f"{_duration(snapshot.elapsed)} elapsed",
-            ]
-        )
-        groups: dict[str, list[int]] = {}
-        for number, what in snapshot.workers.items():
-            groups.setdefault(what, []).append(number)
-        workers = " \u00b7 ".join(
-            f"{len(numbers)} {what} ({' '.join(f'#{n}' for n in numbers)})"
-            for what, numbers in groups.items()
-        )
-        return cls(
-            title=desc,
-            state=state,
-            value=value,
-            maximum=maximum,
-            style={"running": "info", "complete": "success"}.get(state, "danger"),
-            count=f"{snapshot.instances:,} / {shown} instances",
-            line=line,
-            active=snapshot.active[:rows],
-            more=max(len(snapshot.active) - rows, 0),
-            workers=f"workers: {workers}" if workers else "",
-        )
-
-
 class WidgetReporter(Reporter):
     """An ipywidgets panel for Jupyter: bar, counts, active requests, workers, Cancel.
 
-    The panel (:attr:`panel`, a ``VBox``) is built at once and displayed by :meth:`start`.
-    Its bar is blue (``"info"``) while the move runs, green (``"success"``) when it ends
-    complete, red (``"danger"``) when it ends incomplete or cancelled. The Cancel button
-    calls ``on_cancel`` once; it is hidden when ``on_cancel`` is None, and disabled once
-    clicked or when the move ends.
+    The panel (:attr:`panel`, a ``VBox`` with the CSS class ``dicommove-panel``) is built
+    at once and displayed by :meth:`start`. Its bar counts instances out of those expected
+    (estimated from the requests started so far while others wait) and is blue
+    (``"info"``) while the move runs, orange (``"warning"``) while it is being cancelled,
+    green (``"success"``) when it ends complete, red (``"danger"``) when it ends
+    incomplete or cancelled. The Cancel button calls ``on_cancel`` once; it is hidden
+    when ``on_cancel`` is None, and disabled once clicked or when the move ends.
+
+    When the move ends, the widgets are closed and the display shows the final panel as
+    static HTML (``<div class="dicommove-summary" data-state="...">``), with what fell
+    short and the ``resume=True`` hint: a notebook saved and reopened later shows it
+    without a kernel.
 
     Parameters
     ----------
@@ -147,13 +84,16 @@ class WidgetReporter(Reporter):
         self._lock = threading.Lock()
         self._cancel_clicked = False
         self._finished = False
-        self._panel = _Panel.of(stats.snapshot(), desc, rows)
+        self._handle: Any = None  # IPython's DisplayHandle of the panel
+        self._panel = Panel.of(stats.snapshot(), desc, rows)
         self._title = w.HTML()
         self._bar = w.IntProgress(
             value=0, min=0, max=1, bar_style="info", layout=w.Layout(width="50%")
         )
         self._count = w.Label()
+        self._count.add_class("dicommove-count")
         self._line = w.HTML()
+        self._note = w.HTML()
         self._table = w.HTML()
         self._workers = w.HTML()
         self.cancel_button = w.Button(
@@ -171,51 +111,60 @@ class WidgetReporter(Reporter):
                 self._line,
                 self._table,
                 self._workers,
+                self._note,
                 self.cancel_button,
             ]
         )
+        self.panel.add_class("dicommove-panel")
         self._apply(self._panel)
 
     def _open(self) -> None:
         from IPython.display import display
 
-        display(self.panel)  # type: ignore[no-untyped-call]
+        self._handle = display(self.panel, display_id=True)  # type: ignore[no-untyped-call]
 
     def render(self, snapshot: ProgressSnapshot) -> None:
         """Redraw the panel for ``snapshot``."""
-        self._apply(_Panel.of(snapshot, self.desc, self.rows))
+        self._apply(Panel.of(snapshot, self.desc, self.rows, cancelling=self._cancel_clicked))
 
-    def _apply(self, panel: _Panel) -> None:
-        colour = {"running": "#1f77b4", "complete": "#2ca02c"}.get(panel.state, "#d62728")
-        rows = "".join(
-            f"<tr><td style='padding:0 8px'>{html.escape(label)}</td></tr>"
-            for label in panel.active
-        )
-        if panel.more:
-            rows += f"<tr><td style='padding:0 8px'><i>+{panel.more} more</i></td></tr>"
-        table = (
-            "<table style='font-family:monospace;font-size:90%'>"
-            f"<tr><th style='text-align:left;padding:0 8px'>active requests</th></tr>{rows}</table>"
-            if rows
-            else ""
-        )
+    def note(self, text: str) -> None:
+        """Show ``text`` (or nothing, for ``""``) under the panel, until the move ends."""
+        import html
+
+        with self._lock:
+            if not self._finished:
+                self._note.value = f"<i>{html.escape(text)}</i>" if text else ""
+
+    def _apply(self, panel: Panel) -> None:
+        import html
+
         with self._lock:
             self._panel = panel
-            self._finished = panel.state != "running"
-            self._title.value = (
-                f"<b>{html.escape(panel.title)}</b> "
-                f"<span style='color:{colour}'>{panel.state}</span>"
-            )
+            self._finished = panel.state not in ("running", "cancelling")
+            self._title.value = panel.title_html()
             with self._bar.hold_sync():
                 self._bar.max = panel.maximum  # first: a lower max clamps the old value
                 self._bar.value = panel.value
                 self._bar.bar_style = panel.style
             self._count.value = panel.count
             self._line.value = html.escape(panel.line)
-            self._table.value = table
+            self._table.value = panel.active_table()
             self._workers.value = html.escape(panel.workers)
             if self._finished:
+                self._note.value = f"<i>{html.escape(panel.hint)}</i>" if panel.hint else ""
                 self.cancel_button.disabled = True
+                if self._cancel_clicked:
+                    self.cancel_button.description = "Cancelled"
+
+    def _close(self, snapshot: ProgressSnapshot) -> None:
+        """Replace the live widgets by the final panel as static HTML, and close them."""
+        handle = self._handle
+        if handle is None:
+            return
+        with self._lock:
+            final = StaticPanel(self._panel)
+        handle.update(final)
+        _close_all(self.panel)
 
     def _clicked(self, _button: object) -> None:
         with self._lock:
@@ -233,25 +182,21 @@ class WidgetReporter(Reporter):
     def text(self) -> str:
         """Return the panel as it stands, as plain text (for tests and documentation)."""
         with self._lock:
-            p = self._panel
-            value, maximum = self._bar.value, self._bar.max
+            panel = self._panel
             button = self.cancel_button
-            has_button = self.on_cancel is not None
-            button_text = f"[ {button.description} ]" + (" (disabled)" if button.disabled else "")
-        width = 30
-        filled = round(width * value / maximum) if maximum else 0
-        lines = [
-            f"{p.title}: {p.state}",
-            f"[{'#' * filled}{'.' * (width - filled)}] {p.count}  ({p.style})",
-            p.line,
-        ]
-        if p.active:
-            lines.append("active requests:")
-            lines.extend(f"  {label}" for label in p.active)
-            if p.more:
-                lines.append(f"  +{p.more} more")
-        if p.workers:
-            lines.append(p.workers)
-        if has_button:
-            lines.append(button_text)
-        return "\n".join(lines)
+            button_text = ""
+            if self.on_cancel is not None:
+                button_text = f"[ {button.description} ]" + (
+                    " (disabled)" if button.disabled else ""
+                )
+        return panel.text(button=button_text)
+
+
+def _close_all(widget: Any) -> None:
+    """Close a widget, its children, its layout and its style (their models go away)."""
+    for child in getattr(widget, "children", ()):
+        _close_all(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if part is not None:
+            part.close()
+    widget.close()
