@@ -37,7 +37,7 @@ from .errors import (
 from .node import Node
 
 if TYPE_CHECKING:
-    from ._api import amove, echo, find, move, start
+    from ._api import amove, echo, find, last_manifest, move, start
     from .engine import AsyncSession, MoveJob, Session
     from .manifest import STATUSES
     from .options import RetryPolicy, StoreOptions, Timeouts
@@ -77,6 +77,7 @@ __all__ = [
     "amove",
     "echo",
     "find",
+    "last_manifest",
     "move",
     "start",
 ]
@@ -86,6 +87,7 @@ _LAZY = {
     "amove": "._api",
     "echo": "._api",
     "find": "._api",
+    "last_manifest": "._api",
     "move": "._api",
     "start": "._api",
     "Session": ".engine",

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from .engine import SessionOptions
 
-__all__ = ["amove", "echo", "find", "move", "move_rows", "start"]
+__all__ = ["amove", "echo", "find", "last_manifest", "move", "move_rows", "start"]
 
 
 def move(
@@ -293,3 +293,22 @@ def find(
     """
     with Session(pacs, **options) as session:
         return session.find(query, level=level, return_keys=return_keys, max_results=max_results)
+
+
+def last_manifest() -> pd.DataFrame | None:
+    """Return the manifest of the last move that ended in this process, or ``None``.
+
+    Whatever way it ended: completed, failed, cancelled, or interrupted by a Ctrl-C that
+    nothing caught (in a notebook, the exception is gone with the cell; this is not).
+
+    Examples
+    --------
+    >>> df = dicommove.move(pacs, cohort)  # doctest: +SKIP
+    KeyboardInterrupt ... MoveInterrupted: the move from ... was interrupted
+    >>> df = dicommove.last_manifest()  # doctest: +SKIP
+    """
+    from .engine.session import last_rows
+    from .manifest import build
+
+    rows = last_rows()
+    return None if rows is None else build(rows)

@@ -86,8 +86,15 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def wait(future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+def wait(
+    future: concurrent.futures.Future[T],
+    timeout: float | None = None,
+    *,
+    between: Callable[[], None] | None = None,
+) -> T:
     """Wait for ``future`` in short slices, so that a KeyboardInterrupt is seen at once.
+
+    ``between`` is called after each slice (a notebook's widget events are handled there).
 
     Raises
     ------
@@ -100,6 +107,8 @@ def wait(future: concurrent.futures.Future[T], timeout: float | None = None) -> 
         try:
             return future.result(timeout=slice_)
         except concurrent.futures.TimeoutError:
+            if between is not None:
+                between()
             if remaining is not None:
                 remaining -= slice_
                 if remaining <= 0:

@@ -58,8 +58,12 @@ class MoveJob:
 
     def _conclude(self, timeout: float | None) -> tuple[pd.DataFrame | None, BaseException | None]:
         if self._concluded is None:
+            from ..progress.events import widget_events
+
             try:
-                result = wait(self._future, timeout)
+                # in a notebook cell, the panel's Cancel button is handled while we wait
+                with widget_events(self._reporter) as poll:
+                    result = wait(self._future, timeout, between=poll)
             except TimeoutError:
                 raise TimeoutError(f"the move is still running after {timeout:g} s") from None
             except BaseException as exc:  # a failure before the move ran (busy, closed...)
@@ -106,12 +110,24 @@ class MoveJob:
                 return error.manifest
         return self.session.manifest()
 
+    def _state(self) -> str:
+        if not self.done():
+            return "running"
+        _df, error = self._conclude(None)
+        return "done" if error is None else f"ended with {type(error).__name__}"
+
     def __repr__(self) -> str:
-        state = "running"
-        if self.done():
-            _df, error = self._conclude(None)
-            state = "done" if error is None else f"ended with {type(error).__name__}"
-        return f"<MoveJob {state}: C-MOVE from {self.session.pacs}>"
+        counts = ""
+        if self._reporter is not None:
+            snap = self._reporter.stats.snapshot()
+            expected = "?" if snap.expected is None else f"{snap.expected:,}"
+            counts = f", {snap.instances:,}/{expected} instances"
+        return f"<MoveJob {self._state()}: from {self.session.pacs}{counts}>"
+
+    def _repr_html_(self) -> str:
+        from .display import job_html
+
+        return job_html(self, self._state())
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(repr(self))

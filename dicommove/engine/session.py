@@ -470,6 +470,20 @@ class AsyncSession:
         return run.rows(live=not self._run_done)
 
 
+#: The rows of the last move that ended in this process (see dicommove.last_manifest).
+_last_rows: list[list[dict[str, Any]]] = []
+
+
+def remember(rows: list[dict[str, Any]]) -> None:
+    """Keep the rows of a move that ended, for :func:`dicommove.last_manifest`."""
+    _last_rows[:] = [rows]
+
+
+def last_rows() -> list[dict[str, Any]] | None:
+    """Return the rows of the last move that ended in this process, if any."""
+    return _last_rows[0] if _last_rows else None
+
+
 def verb(method: str) -> str:
     """Return the progress bar's word for a session's retrieve method."""
     return {"get": "C-GET", "auto": "Retrieve"}.get(method, "C-MOVE")
@@ -485,6 +499,7 @@ def conclude(
     caller's thread.
     """
     rows = result.rows
+    remember(rows)
     failure = result.failure
     if failure is not None:
         failure.rows = rows

@@ -21,11 +21,12 @@ from .._loop import LoopThread, loop_thread, wait
 from ..errors import MoveInterrupted
 from ..node import Node
 from ..options import RetryPolicy, StoreOptions, Timeouts
-from ..progress import MoveStats, make_reporter
+from ..progress import MoveStats, Reporter, make_reporter
+from ..progress.events import can_poll, widget_events
 from ..rows import Stop
 from .job import MoveJob
 from .run import MoveResult
-from .session import AsyncSession, Progress, SessionOptions, conclude, verb
+from .session import AsyncSession, Progress, SessionOptions, conclude, remember, verb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -271,11 +272,18 @@ class Session:
         s.check_move(errors=errors, resume=resume, deadline=deadline)
         planned, unresolved = self._prepare(what, strict=strict, batch=batch, resolve=resolve)
         stats = MoveStats(len(planned))
-        reporter = make_reporter(progress, stats, desc=f"{verb(s.method)} from {s.pacs.ae_title}")
+        # a Cancel button only where the waiting cell can handle its click
+        reporter = make_reporter(
+            progress,
+            stats,
+            desc=f"{verb(s.method)} from {s.pacs.ae_title}",
+            on_cancel=self.cancel if can_poll() else None,
+        )
         lt = loop_thread()
         result, interrupted = _run_interruptible(
             lt,
             s,
+            reporter,
             s.run(
                 planned,
                 stats=stats,
@@ -286,12 +294,13 @@ class Session:
             ),
         )
         if interrupted or result.stop is Stop.INTERRUPT:
+            remember(result.rows)
             unfinished = sum(r["status"] in ("cancelled", "timeout") for r in result.rows)
             raise MoveInterrupted(
                 f"the move from {s.pacs} was interrupted (Ctrl-C) and cancelled; {unfinished} "
                 "rows read 'cancelled' or 'timeout' (what arrived is kept). The partial "
-                "manifest is exc.manifest (after an uncaught Ctrl-C: sys.last_value.manifest). "
-                "Run it again with resume=True (--resume) to fetch the rest.",
+                "manifest is exc.manifest, or df = dicommove.last_manifest() after an "
+                "uncaught Ctrl-C. Run it again with resume=True (--resume) to fetch the rest.",
                 status=0xFE00,
                 rows=result.rows,
             )
@@ -377,9 +386,14 @@ class Session:
         out = os.fspath(self.out)
         return f"<Session {self.pacs} -> {self.ae_title}:{self.port} into {out!r} ({state})>"
 
+    def _repr_html_(self) -> str:
+        from .display import session_html
+
+        return session_html(self._async, "closed" if self.closed else "open")
+
 
 def _run_interruptible(
-    lt: LoopThread, s: AsyncSession, coro: Coroutine[Any, Any, MoveResult]
+    lt: LoopThread, s: AsyncSession, reporter: Reporter, coro: Coroutine[Any, Any, MoveResult]
 ) -> tuple[MoveResult, bool]:
     """Run a move on the loop and wait; the first Ctrl-C cancels it, the second aborts it.
 
@@ -404,7 +418,8 @@ def _run_interruptible(
             if interrupts >= 2 and acted < 2:
                 lt.call(s.abort)
                 acted = 2
-            return wait(future), interrupts > 0
+            with widget_events(reporter) as poll:
+                return wait(future, between=poll), interrupts > 0
         except KeyboardInterrupt:
             if future is None:
                 coro.close()
