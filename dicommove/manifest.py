@@ -5,6 +5,8 @@ Schema (column: dtype, meaning):
 =================== ===================== ================================================
 ``request``         object                index label of the request row (your cohort's
                                           index), ``None`` for ``unrequested`` rows
+``status``          category              see :data:`STATUSES`
+``reason``          string                why a row is not ``received`` (empty otherwise)
 ``PatientID``       string                from the received dataset, or the request keys
 ``StudyInstanceUID`` string               idem
 ``SeriesInstanceUID`` string              idem
@@ -13,9 +15,7 @@ Schema (column: dtype, meaning):
 ``TransferSyntaxUID`` string              the transfer syntax the instance arrived in
 ``path``            string                absolute path of the file written
 ``size``            Int64                 bytes of the file written
-``status``          category              see :data:`STATUSES`
-``reason``          string                why a row is not ``received`` (empty otherwise)
-``received_at``     datetime64[ns, UTC]   when the file got its final name
+``received_at``     datetime64[ns, UTC]   when the file got its final name (to the ms)
 ``move_status``     Int64                 final C-MOVE status code of the request
 ``completed``       Int64                 request rows: sub-operations completed
 ``failed``          Int64                 request rows: sub-operations failed
@@ -82,6 +82,8 @@ PROBLEM_STATUSES: frozenset[str] = frozenset(
 #: Column name -> pandas dtype name ("category" is :data:`STATUSES`).
 COLUMNS: dict[str, str] = {
     "request": "object",
+    "status": "category",
+    "reason": "string",
     "PatientID": "string",
     "StudyInstanceUID": "string",
     "SeriesInstanceUID": "string",
@@ -90,8 +92,6 @@ COLUMNS: dict[str, str] = {
     "TransferSyntaxUID": "string",
     "path": "string",
     "size": "Int64",
-    "status": "category",
-    "reason": "string",
     "received_at": "datetime64[ns, UTC]",
     "move_status": "Int64",
     "completed": "Int64",
@@ -157,6 +157,8 @@ def _header_vr(keyword: str) -> str | None:
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
+    from . import summary  # noqa: F401  (registers the df.dicommove accessor)
+
     out: pd.DataFrame = pd.DataFrame(index=pd.RangeIndex(len(df)))
     for name, dtype in COLUMNS.items():
         col = df[name] if name in df else pd.Series([None] * len(df), dtype="object")
@@ -170,7 +172,8 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
             kinds = set(col.dropna().map(type))
             if kinds and kinds <= {int, float}:  # epoch seconds, as the engine records them
                 col = pd.to_datetime(col.astype("float64"), unit="s", utc=True)
-            out[name] = pd.to_datetime(col, utc=True).astype("datetime64[ns, UTC]")
+            # to the millisecond: what the clock tells, and how a notebook shows it
+            out[name] = pd.to_datetime(col, utc=True).astype("datetime64[ns, UTC]").dt.floor("ms")
         elif dtype == "Int64":
             out[name] = pd.to_numeric(col, errors="raise").astype("Int64")
         elif dtype == "string":
@@ -304,7 +307,8 @@ def _stamp(value: Any) -> str:
                 _SECONDS.clear()
             stamp = datetime.datetime.fromtimestamp(whole, tz=datetime.timezone.utc)
             text = _SECONDS[whole] = stamp.strftime("%Y-%m-%dT%H:%M:%S")
-        micro = min(round((value - whole) * 1e9) // 1000, 999999)  # as pandas converts
+        # as pandas converts (to ns), then floored to the ms as build() does
+        micro = min(round((value - whole) * 1e9) // 1_000_000 * 1000, 999000)
         return f"{text}.{micro:06d}Z"
     return str(value.strftime(_DATE_FORMAT))
 

@@ -373,6 +373,34 @@ class Query:
         """
         return _to_dataset(self)
 
+    def __repr__(self) -> str:
+        return f"<Query {self} ({_MODEL_NAMES[self.information_model]})>"
+
+    def _repr_html_(self) -> str:
+        """Return the identifier as an HTML table (tag, keyword, value) and its problems."""
+        import html
+
+        cells = "".join(
+            f"<tr><td><code>{_tag_text(tag)}</code></td>"
+            f"<td>{html.escape(_tag_info(tag).keyword or '')}</td>"
+            f"<td style='text-align:left'><code>{html.escape(_value_text(value))}</code></td></tr>"
+            for tag, value in sorted(self.elements)
+        )
+        found = self.problems()
+        status = (
+            "<span style='color:#2ca02c'>valid</span>"
+            if not found
+            else "<span style='color:#d62728'>invalid</span><ul>"
+            + "".join(f"<li>{html.escape(p)}</li>" for p in found)
+            + "</ul>"
+        )
+        return (
+            f"<div class='dicommove-query'><b>Query</b> {html.escape(self.level or '?')}-level "
+            f"C-MOVE identifier, {_MODEL_NAMES[self.information_model]} "
+            f"({'relational, ' if self.relational else ''}{status})"
+            f"<table><tr><th>tag</th><th>keyword</th><th>value</th></tr>{cells}</table></div>"
+        )
+
     def __str__(self) -> str:
         values = dict(self.elements)
         head = _value_text(values[_QR_LEVEL]) if _QR_LEVEL in values else "<no level>"
