@@ -59,7 +59,8 @@ def displayed(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 def cohort_of(demo_cohort: pd.DataFrame) -> pd.DataFrame:
     """One row per study, labelled case-1, case-2, ... as a researcher's cohort is."""
     studies = demo_cohort.drop_duplicates("StudyInstanceUID")[["StudyInstanceUID"]]
-    return studies.reset_index(drop=True).rename(index=lambda n: f"case-{n + 1}")
+    labelled: pd.DataFrame = studies.reset_index(drop=True).rename(index=lambda n: f"case-{n + 1}")
+    return labelled
 
 
 def final_html(shown: list[object]) -> str:
@@ -117,7 +118,8 @@ def test_a_cancelled_job_says_what_was_cancelled_and_never_started(
     # defect 3: the live panel is replaced by the same panel as static HTML
     html = final_html(displayed)
     assert "data-state='cancelled'" in html and "never started" in html
-    assert reporter.panel.comm is None  # the widgets were closed
+    panel: Any = reporter.panel
+    assert panel.comm is None  # the widgets were closed
     assert "ended with MoveCancelled" in repr(job)
     # defect 9: the manifest is reachable afterwards
     last = dicommove.last_manifest()
@@ -142,7 +144,9 @@ def test_a_study_not_found_says_not_found(
     final = reporter.stats.snapshot()
     assert dict(final.request_problems) == {"not_found": 1}
     assert dict(final.problems) == {"not_found": 1}
+    assert job.progress.instances == 3  # the counts, without building a DataFrame
     text = reporter.text()
+    assert "check their keys" in text and "resume=True" not in text
     assert "manifest: 1 not found" in text  # defect 5, not "failed 0 · missing 0"
     assert "failed" not in text.splitlines()[2] and "missing" not in text.splitlines()[2]
     assert "data-state='incomplete'" in final_html(displayed)
@@ -246,8 +250,11 @@ def test_widget_events_are_polled_while_waiting(monkeypatch: pytest.MonkeyPatch)
     fake.ui_events = Poll  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "jupyter_ui_poll", fake)
     monkeypatch.setattr(events_module, "_in_kernel_main_thread", lambda: True)
+    kernel6 = types.SimpleNamespace(do_one_iteration=lambda: None)  # what jupyter-ui-poll needs
+    monkeypatch.setattr(events_module, "_kernel", lambda: kernel6)
     reporter = _reporter_with_cancel()
-    assert events_module.can_poll()
+    assert not reporter.routed  # no kernel with subshells here
+    assert events_module.can_cancel_while_waiting()
     with events_module.widget_events(reporter) as poll:
         assert poll is not None
         poll()
@@ -257,19 +264,31 @@ def test_widget_events_are_polled_while_waiting(monkeypatch: pytest.MonkeyPatch)
     with events_module.widget_events(WidgetReporter(MoveStats())) as poll:
         assert poll is None
     monkeypatch.setattr(events_module, "_in_kernel_main_thread", lambda: False)
-    assert not events_module.can_poll()
+    assert not events_module.can_cancel_while_waiting()
     with events_module.widget_events(reporter) as poll:
         assert poll is None
 
 
-def test_without_jupyter_ui_poll_the_panel_says_how_to_cancel(
+def test_with_no_way_through_the_panel_says_how_to_cancel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "jupyter_ui_poll", None)  # import fails
     monkeypatch.setattr(events_module, "_in_kernel_main_thread", lambda: True)
     reporter = _reporter_with_cancel()
-    assert not events_module.can_poll()
+    assert not events_module.can_cancel_while_waiting()
     with events_module.widget_events(reporter) as poll:
         assert poll is None
         assert "interrupt the kernel" in reporter._note.value
     assert reporter._note.value == ""
+
+
+def test_a_routed_button_needs_no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events_module, "_in_kernel_main_thread", lambda: True)
+    reporter = _reporter_with_cancel()
+    reporter.routed = True  # a subshell handles its clicks (tests/test_kernel_cancel.py)
+    with events_module.widget_events(reporter) as poll:
+        assert poll is None
+        assert reporter._note.value == ""
+    # a comm without ipykernel 7's routing hook, or no kernel: not routed
+    assert not events_module.route_to_subshell(types.SimpleNamespace(comm=object()))
+    assert not events_module.route_to_subshell(types.SimpleNamespace(comm=None))

@@ -460,7 +460,8 @@ def test_widget_panel_draws_and_cancels_once(
     drawn = rendered_once(monkeypatch, reporter)
     reporter.start()
     assert displayed[0] is reporter.panel and len(displayed) == 2  # displayed once, at start
-    assert "dicommove-panel" in reporter.panel._dom_classes
+    panel: Any = reporter.panel
+    assert "dicommove-panel" in panel._dom_classes
     assert drawn.wait(10)
     # one request of three started and announced 10: the other two are estimated alike
     assert (bar.value, bar.max, bar.bar_style) == (4, 30, "info")
@@ -502,7 +503,7 @@ def test_widget_panel_draws_and_cancels_once(
     assert "class='dicommove-summary' data-state='cancelled'" in html_text
     assert "manifest: 7 cancelled" in html_text and "resume=True" in html_text
     assert repr(final).splitlines()[0] == "C-MOVE from PACS: cancelled"
-    assert reporter.panel.comm is None and bar.comm is None
+    assert panel.comm is None and bar.comm is None
 
 
 def test_widget_bar_follows_an_estimate_and_shows_an_eta(displayed: list[object]) -> None:

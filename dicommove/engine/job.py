@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._loop import wait
 from ..errors import DicomMoveError
+from ..progress import ProgressSnapshot
 from .run import MoveResult
 from .session import conclude
 
@@ -24,7 +25,8 @@ class MoveJob:
 
     Like a :class:`concurrent.futures.Future`: :meth:`result` waits for the manifest
     (or raises what the move raised), :meth:`cancel` stops it the way Ctrl-C would,
-    and :attr:`manifest` shows the rows so far while it runs.
+    :attr:`progress` the counts so far (cheap), and :attr:`manifest` the rows so far
+    while it runs.
 
     Examples
     --------
@@ -98,6 +100,13 @@ class MoveJob:
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the move; return what it raised, or ``None``."""
         return self._conclude(timeout)[1]
+
+    @property
+    def progress(self) -> ProgressSnapshot:
+        """The counts so far, cheaply (no DataFrame): ``job.progress.instances``, ..."""
+        if self._reporter is None:
+            return ProgressSnapshot()
+        return self._reporter.stats.snapshot()
 
     @property
     def manifest(self) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from ..errors import MoveInterrupted
 from ..node import Node
 from ..options import RetryPolicy, StoreOptions, Timeouts
 from ..progress import MoveStats, Reporter, make_reporter
-from ..progress.events import can_poll, widget_events
+from ..progress.events import can_cancel_while_waiting, widget_events
 from ..rows import Stop
 from .job import MoveJob
 from .run import MoveResult
@@ -277,7 +277,7 @@ class Session:
             progress,
             stats,
             desc=f"{verb(s.method)} from {s.pacs.ae_title}",
-            on_cancel=self.cancel if can_poll() else None,
+            on_cancel=self.cancel if can_cancel_while_waiting() else None,
         )
         lt = loop_thread()
         result, interrupted = _run_interruptible(

@@ -93,6 +93,8 @@ class Panel:
         value = maximum if state == "complete" else s.instances
         estimated = expected is not None and expected != s.total
         shown = "?" if expected is None else f"{'~' if estimated else ''}{expected:,}"
+        if state == "complete":  # all there (some may have been on disk already)
+            shown = f"{s.instances:,}"
         count = [f"{s.instances:,} / {shown} instances"]
         if s.requests_total > 1:
             count.append(f"{s.requests_done:,} of {s.requests_total:,} requests done")
@@ -121,12 +123,7 @@ class Panel:
             f"{len(numbers)} {what} ({' '.join(f'#{n}' for n in numbers)})"
             for what, numbers in groups.items()
         )
-        hint = ""
-        if s.finished and state != "complete":
-            hint = (
-                "Run the same move again with resume=True to fetch the rest. "
-                "The manifest's status and reason columns say what is missing and why."
-            )
+        hint = _hint(s) if s.finished and state != "complete" else ""
         return cls(
             title=desc,
             state=state,
@@ -206,6 +203,20 @@ class Panel:
         if button:
             lines.append(button)
         return "\n".join(lines)
+
+
+def _hint(s: ProgressSnapshot) -> str:
+    """Return what to do after a move that fell short."""
+    problems = set(s.problems or s.request_problems)
+    if problems == {"not_found"}:
+        return (
+            "The PACS matched nothing for some requests: check their keys "
+            "(df.dicommove.problems()); running again will not find them."
+        )
+    return (
+        "Run the same move again with resume=True to fetch the rest. "
+        "The manifest's status and reason columns say what is missing and why."
+    )
 
 
 class StaticPanel:

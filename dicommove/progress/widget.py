@@ -116,6 +116,12 @@ class WidgetReporter(Reporter):
             ]
         )
         self.panel.add_class("dicommove-panel")
+        #: Whether a subshell of the kernel handles the Cancel button (even while a cell runs).
+        self.routed = False
+        if on_cancel is not None:
+            from .events import route_to_subshell
+
+            self.routed = route_to_subshell(self.cancel_button)
         self._apply(self._panel)
 
     def _open(self) -> None:
