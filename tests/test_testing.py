@@ -307,6 +307,39 @@ def test_make_cohort_files_are_valid_part10(tmp_path: Path) -> None:
         assert rewritten.getvalue() == raw
 
 
+def test_make_cohort_phantom_pixels(tmp_path: Path) -> None:
+    kwargs: dict[str, Any] = {"patients": 2, "studies": 1, "series": 2, "instances": 5}
+    df = make_cohort(tmp_path / "a", pixels="phantom", rows=32, cols=40, **kwargs)
+    again = make_cohort(tmp_path / "b", pixels="phantom", rows=32, cols=40, **kwargs)
+    noise = make_cohort(tmp_path / "c", rows=32, cols=40, **kwargs)
+    # Deterministic; only the pixel data differ from the noise cohort, not UIDs or sizes.
+    for path_a, path_b in zip(df["path"], again["path"], strict=True):
+        assert Path(path_a).read_bytes() == Path(path_b).read_bytes()
+    assert list(df["SOPInstanceUID"]) == list(noise["SOPInstanceUID"])
+    assert list(df["size"]) == list(noise["size"])
+    images: dict[tuple[str, int], Any] = {}
+    for path in df["path"]:
+        ds = dcmread(path)
+        pixels = ds.pixel_array
+        assert pixels.shape == (32, 40)
+        assert set(pixels.flat) <= {24, 224, 1064, 1424}  # air, lung, tissue, lesion
+        assert pixels[0, 0] == 24 and pixels[16, 20] == 1064  # air corner, tissue centre
+        images[(str(ds.SeriesInstanceUID), int(ds.InstanceNumber))] = pixels
+        # The spliced encoding is exactly what pydicom itself writes.
+        rewritten = io.BytesIO()
+        ds.save_as(rewritten, enforce_file_format=True)
+        assert rewritten.getvalue() == Path(path).read_bytes()
+    for series in df["SeriesInstanceUID"].unique():
+        body = [int((images[(series, i)] != 24).sum()) for i in range(1, 6)]
+        # Largest in the middle slice, symmetric, shrinking towards both ends.
+        assert body[0] < body[1] < body[2] and body == body[::-1], body
+        assert all((images[(series, i)] == 1424).any() for i in range(1, 6))
+    # The middle slices of the four series all differ (the lesion).
+    assert len({images[(series, 3)].tobytes() for series in df["SeriesInstanceUID"]}) == 4
+    with pytest.raises(InputError, match="pixels"):
+        make_cohort(tmp_path / "d", pixels="random")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"patients": 0}, {"instances": -1}, {"rows": 0}, {"seed": 1000}, {"prefix": "A\\B"}],

@@ -1,18 +1,22 @@
 """A deterministic synthetic CT cohort, written as DICOM Part 10 files.
 
 :func:`make_cohort` writes ``patients x studies x series x instances`` small CT
-images of random noise. The same arguments always give byte-identical files
-with the same UIDs, so tests and notebooks can rely on them.
+images of random noise (or, with ``pixels="phantom"``, of a simple drawn phantom).
+The same arguments always give byte-identical files with the same UIDs, so tests
+and notebooks can rely on them.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import re
 import uuid
+import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,6 +50,9 @@ _IMPLEMENTATION_VERSION = "DICOMMOVE_DEMO"
 _LIMITS = {"patients": 99_999, "studies": 999, "series": 999, "instances": 99_999}
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 _PREFIX_RE = re.compile(r"[\x20-\x5b\x5d-\x7e]{0,50}")  # printable ASCII, no backslash
+_PIXELS = ("noise", "phantom")
+# Stored values of the phantom's parts (RescaleIntercept -1024: HU = value - 1024).
+_AIR, _LUNG, _TISSUE, _LESION = 24, 224, 1064, 1424
 
 #: Encoded elements: (tag, Explicit VR Little Endian bytes), to be sorted by tag.
 _Encoded = list[tuple[int, bytes]]
@@ -137,6 +144,40 @@ def _constant(rows: int, cols: int) -> tuple[_Encoded, _Encoded]:
     return _encode(ds), _encode(meta)
 
 
+def _phantom(rows: int, cols: int, position: tuple[int, int, int, int], instances: int) -> bytes:
+    """Draw instance ``(p, s, r, i)`` of a series of `instances` as a chest-like phantom.
+
+    An elliptic body with two lungs, and a bright lesion in one lung, on air. The body
+    is largest in the middle slice of the series and shrinks towards both ends; its
+    proportions depend on the patient, the lesion's size, side and place on the patient,
+    study and series (through a CRC-32 of the positions). Returns the pixels as
+    little-endian ``uint16`` bytes.
+    """
+    p, s, r, i = position
+    body = zlib.crc32(f"{p}".encode())
+    lesion = zlib.crc32(f"{p}|{s}|{r}".encode())
+    z = (2 * i - 1) / instances - 1  # the slice's position in the series, in (-1, 1)
+    scale = 0.4 + 0.6 * math.sqrt(1 - z * z)
+    u = (np.arange(cols) + 0.5) * (2 / cols) - 1  # -1 (left) to 1 (right)
+    v = ((np.arange(rows) + 0.5) * (2 / rows) - 1)[:, np.newaxis]  # -1 (top) to 1 (bottom)
+
+    def inside(cu: float, cv: float, au: float, av: float) -> np.ndarray:
+        return ((u - cu) / au) ** 2 + ((v - cv) / av) ** 2 <= 1
+
+    image = np.full((rows, cols), _AIR, dtype="<u2")
+    width, height = 0.82 + 0.04 * (body % 3), 0.66 + 0.04 * (body // 3 % 3)
+    image[inside(0, 0, width * scale, height * scale)] = _TISSUE
+    for side in (-1, 1):
+        image[inside(side * 0.4 * scale, -0.05 * scale, 0.3 * scale, 0.5 * scale)] = _LUNG
+    side = 1 if lesion % 2 else -1
+    angle = 2 * math.pi * (lesion // 2 % 12) / 12
+    cu = (side * 0.4 + 0.12 * math.cos(angle)) * scale
+    cv = (-0.05 + 0.25 * math.sin(angle)) * scale
+    radius = 0.05 * (1 + lesion // 24 % 4) * scale
+    image[inside(cu, cv, radius, radius)] = _LESION
+    return image.tobytes()
+
+
 def _patient(seed: int, prefix: str, p: int) -> Dataset:
     """Patient-level attributes of patient `p`."""
     ds = Dataset()
@@ -207,13 +248,14 @@ def make_cohort(
     cols: int = 64,
     seed: int = 1,
     prefix: str = "PAT",
+    pixels: Literal["noise", "phantom"] = "noise",
 ) -> pd.DataFrame:
     """Write a deterministic synthetic CT cohort and return its index.
 
     Files go to ``out/<PatientID>/stNNN/seNNN/NNNNN.dcm`` as DICOM Part 10 with
     a zero preamble, Explicit VR Little Endian, CT Image Storage, 16 bits
-    allocated and 12 stored, of random noise. Positions (p, s, r, i) are
-    1-based. The same arguments give byte-identical files.
+    allocated and 12 stored, of random noise or a phantom (`pixels`). Positions
+    (p, s, r, i) are 1-based. The same arguments give byte-identical files.
 
     Parameters
     ----------
@@ -240,6 +282,15 @@ def make_cohort(
         PatientID prefix, at most 50 characters; the PatientID is
         ``f"{prefix}{seed:02d}{p:05d}"`` and the PatientName
         ``f"Synthetic^Patient{p:05d}"``.
+    pixels : {"noise", "phantom"}
+        The pixel data. ``"noise"`` (default): uniform random values from 0 to 4095,
+        seeded as above. ``"phantom"``: a simple chest-like phantom, drawn per
+        instance, for pictures that tell series and slices apart: an elliptic body with
+        two lungs and a bright lesion, on air (stored values 24, 1064, 224 and 1424:
+        -1000, 40, -800 and 400 HU). The body is largest in the middle slice of each
+        series and shrinks towards both ends; its proportions depend on the patient, the
+        lesion's size, side and place on the patient, study and series. It does not
+        depend on `seed`, is as deterministic as the noise and takes about as long.
 
     Returns
     -------
@@ -275,6 +326,8 @@ def make_cohort(
             f"prefix must be at most 50 printable ASCII characters without a backslash, "
             f"got {prefix!r}"
         )
+    if pixels not in _PIXELS:
+        raise InputError(f"pixels must be 'noise' or 'phantom', got {pixels!r}")
     root = Path(out).resolve()
     root.mkdir(parents=True, exist_ok=True)
 
@@ -294,13 +347,15 @@ def make_cohort(
                 folder = root / patient_id / f"st{s:03d}" / f"se{r:03d}"
                 folder.mkdir(parents=True, exist_ok=True)
                 for i in range(1, instances + 1):
-                    noise = np.random.default_rng([seed, p, s, r, i]).integers(
-                        0, 4096, size=(rows, cols), dtype=np.uint16
-                    )
+                    if pixels == "noise":
+                        noise = np.random.default_rng([seed, p, s, r, i]).integers(
+                            0, 4096, size=(rows, cols), dtype=np.uint16
+                        )
+                        image = noise.astype("<u2", copy=False).tobytes()
+                    else:
+                        image = _phantom(rows, cols, (p, s, r, i), instances)
                     sop_uid = cohort_uid(seed, "sop", p, s, r, i)
-                    data = _instance_bytes(
-                        shared, meta, sop_uid, i, noise.astype("<u2", copy=False).tobytes()
-                    )
+                    data = _instance_bytes(shared, meta, sop_uid, i, image)
                     path = folder / f"{i:05d}.dcm"
                     path.write_bytes(data)
                     records.append(
