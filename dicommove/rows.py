@@ -441,6 +441,11 @@ def summary_rows(
     if st.is_failure(code) or code == st.CANCEL:
         status = "cancelled" if code == st.CANCEL or out.cancelled else "failed"
         reason = out.aborted or st.describe(code)
+        if code == st.OUT_OF_RESOURCES_SUBOPERATIONS and out.completed + tally.n_ok == 0:
+            reason += (  # DCMTK dcmqrscp's answer when it cannot reach the destination
+                "; a PACS answers so also when it cannot reach the move destination: "
+                "check the address and port registered for our AE title"
+            )
         if out.timed_out:
             status, reason = "timeout", f"{out.timed_out} ({reason})"
         elif status == "cancelled" and ctx.stop is Stop.FATAL and ctx.failure:

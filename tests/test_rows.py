@@ -108,6 +108,20 @@ def test_a_failure_status_names_every_uid_that_did_not_arrive() -> None:
     assert "0xA702" in got[-1]["reason"] and got[-1]["reason"].endswith(": busy")
 
 
+def test_a_pacs_that_could_deliver_nothing_hints_at_the_destination() -> None:
+    # DCMTK dcmqrscp answers 0xA702 when it cannot reach the move destination
+    got = rows(outcome(final_status=0xA702, failed=3), [])
+    assert statuses(got) == [(None, "failed")]
+    assert "cannot reach the move destination" in got[0]["reason"]
+    assert (
+        verdict(outcome(final_status=0xA702, failed=3), Tally(Query.study(STUDY)), RunContext())[2]
+        == "failed"
+    )
+    # some arrived: a real shortage, no such hint
+    got = rows(outcome(final_status=0xA702, completed=1, failed=2), [arrival("1")])
+    assert not any("move destination" in str(r.get("reason")) for r in got)
+
+
 def test_cancelled_by_the_user_says_how() -> None:
     got = rows(outcome(final_status=0xFE00, cancelled=True), [], RunContext(stop=Stop.INTERRUPT))
     assert statuses(got) == [(None, "cancelled")]

@@ -68,7 +68,7 @@ def _why_cancel(run: Run, part: Part, now: float) -> bool:
         return True
     if now - part.last_activity > t.inactivity:
         silent = f"no response and no instance from the PACS for {t.inactivity:g} s"
-        part.timed_out = f"{silent} (Timeouts.inactivity)"
+        part.timed_out = f"{silent} (Timeouts.inactivity, --timeout)"
         return True
     if t.request is not None and now - part.started_at > t.request:
         part.timed_out = f"the C-MOVE took longer than Timeouts.request={t.request:g} s"
@@ -200,7 +200,10 @@ def _on_wake(run: Run, part: Part, assoc: Association, worker: int, cx_id: int) 
     if part.cancel_sent_at is None:
         if _why_cancel(run, part, now):
             run.stats.worker(worker + 1, "cancelling")
-            logger.warning("sending C-CANCEL for message %d", part.message_id)
+            why = part.timed_out or (
+                "the move is stopping" if part.cancelled else "too many sub-operations: split"
+            )
+            logger.warning("sending C-CANCEL for message %d: %s", part.message_id, why)
             cancel = _ul.encode_request(_ul.C_CANCEL_RQ, 0, responding_to=part.message_id)
             assoc.send(cx_id, cancel)
             part.cancel_sent_at = now

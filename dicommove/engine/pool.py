@@ -246,8 +246,9 @@ class Pool:
             hint = f"register our calling AE title {self.ae_title!r} on the PACS"
         elif source == 1 and reason == 7:
             hint = (
-                f"the called AE title {pacs.ae_title!r} is wrong: "
-                "use the PACS's own AE title in AE@host:port"
+                f"the called AE title {pacs.ae_title!r} is wrong: use the PACS's own AE title "
+                f"in AE@host:port; or the PACS does not let {self.ae_title!r} call it (DCMTK "
+                "dcmqrscp answers so for a calling AE title its AETable does not allow)"
             )
         elif result == 2:
             hint = "the PACS is busy (transient): try again later or with fewer workers"
@@ -327,7 +328,10 @@ class Pool:
             code = (await assoc.receive(timeout=self.timeouts.dimse)).status
         except Aborted as exc:
             self.drop(key)
-            raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {exc}") from None
+            raise AssociationAborted(
+                f"C-ECHO to {self.pacs} failed: {exc}. A PACS that does not know our calling AE "
+                f"title often aborts so: register {self.ae_title!r} on the PACS"
+            ) from None
         if code != st.SUCCESS:
             self.drop(key)
             raise AssociationAborted(f"C-ECHO to {self.pacs} failed: {st.describe(code)}")
