@@ -113,10 +113,8 @@ def test_a_pacs_that_could_deliver_nothing_hints_at_the_destination() -> None:
     got = rows(outcome(final_status=0xA702, failed=3), [])
     assert statuses(got) == [(None, "failed")]
     assert "cannot reach the move destination" in got[0]["reason"]
-    assert (
-        verdict(outcome(final_status=0xA702, failed=3), Tally(Query.study(STUDY)), RunContext())[2]
-        == "failed"
-    )
+    out = outcome(final_status=0xA702, failed=3)
+    assert verdict(out, Tally(out.query), RunContext())[2] == "failed"
     # some arrived: a real shortage, no such hint
     got = rows(outcome(final_status=0xA702, completed=1, failed=2), [arrival("1")])
     assert not any("move destination" in str(r.get("reason")) for r in got)
