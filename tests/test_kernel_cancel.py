@@ -113,18 +113,29 @@ def collect(
             return result
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def click(kc: Any, model_id: str) -> None:
     """Send the comm message a browser sends when the button is clicked."""
-    msg = kc.session.msg(
-        "comm_msg",
-        {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}},
-    )
-    kc.shell_channel.send(msg)
+    data = {"method": "custom", "content": {"event": "click"}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": model_id, "data": data}))
+
+
+def render(kc: Any, model_id: str) -> None:
+    """Ask for the button's state, as a front end does when it renders the panel.
+
+    The kernel answers on the comm, from the shell that handled the request: ipykernel
+    7.4 would then route the comm's next messages (the click) there.
+    """
+    data = {"method": "request_state"}
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": model_id, "data": data}))
 
 
 def test_cancel_is_handled_while_a_cell_waits_on_the_job(kernel: Any) -> None:
     run_cell(kernel, SETUP, timeout=120)
     button = run_cell(kernel, START)["button"]
+    render(kernel, button)
     msg_id = kernel.execute(WAIT)  # queued first: the click follows it on the same channel
     click(kernel, button)
     result = collect(kernel, msg_id, timeout=60)
@@ -151,16 +162,20 @@ print(json.dumps({"outcome": outcome, "waited": time.monotonic() - t0, "received
 def test_cancel_stops_a_blocking_move(kernel: Any) -> None:
     run_cell(kernel, SETUP, timeout=120)
     msg_id = kernel.execute(BLOCKING)
-    # the panel's Cancel button: the comm the cell opens with that description
+    # the panel's Cancel button: the comm the cell opens with that description; clicked
+    # once the panel is displayed, as a user can
     deadline = time.monotonic() + 30
     button = None
-    while button is None:
+    displayed = False
+    while button is None or not displayed:
         assert time.monotonic() < deadline, "no Cancel button was displayed"
         msg = kernel.get_iopub_msg(timeout=30)
         if msg["msg_type"] == "comm_open":
             state = msg["content"]["data"].get("state", {})
             if state.get("description") == "Cancel":
                 button = msg["content"]["comm_id"]
+        elif msg["msg_type"] == "display_data":
+            displayed = WIDGET_VIEW in msg["content"]["data"]
     click(kernel, button)
     result = collect(kernel, msg_id, timeout=60)
     assert result["outcome"] == "cancelled" and result["waited"] < 5.0

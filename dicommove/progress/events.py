@@ -102,10 +102,15 @@ def route_to_subshell(widget: Any) -> bool:
     if manager is None:
         return False
     try:
-        comm._reply_subshell_id = _own_subshell(manager)
+        subshell = _own_subshell(manager)
     except Exception:  # another ipykernel: the other ways, or the note
         logger.debug("could not route the Cancel button to a subshell", exc_info=True)
         return False
+
+    def route(_data: object, _default: str | None) -> str:
+        return subshell  # always: ipykernel would follow the last message's subshell
+
+    comm._reply_subshell_for = route
     return True
 
 
