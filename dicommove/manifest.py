@@ -157,7 +157,7 @@ def _header_vr(keyword: str) -> str | None:
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
-    from . import summary  # noqa: F401  (registers the df.dicommove accessor)
+    from . import summary  # registers the df.dicommove accessor
 
     out: pd.DataFrame = pd.DataFrame(index=pd.RangeIndex(len(df)))
     for name, dtype in COLUMNS.items():
@@ -185,6 +185,8 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for name in df.columns:
         if name not in COLUMNS:
             out[name] = _header_column(name, df[name].reset_index(drop=True))
+    out.attrs["dicommove"] = summary.MANIFEST  # shown on one line per row in IPython
+    summary.register_html()
     return out
 
 

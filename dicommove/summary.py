@@ -8,14 +8,19 @@ import it), so that a manifest answers::
     df.dicommove.problems()     # the rows that fell short: request, status, reason
     df.dicommove.by_request()   # one row per request: instances, bytes, statuses
 
-The manifest itself stays a plain DataFrame.
+The manifest itself stays a plain DataFrame. In IPython, a manifest (marked by
+``df.attrs["dicommove"] == "manifest"``, which pandas carries through ``head()``, masks and
+the like) renders as pandas renders it, with its cells kept on one line: a long ``reason``
+no longer wraps word by word beside the wide UID columns.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pandas as pd
 
@@ -219,3 +224,48 @@ class ManifestAccessor:
         out: pd.DataFrame = base.join(statuses[order]).fillna(0)
         out.columns.name = None
         return out
+
+
+#: The ``DataFrame.attrs`` mark of a manifest: ``df.attrs["dicommove"] == MANIFEST``.
+MANIFEST = "manifest"
+
+_NOWRAP = "<style>.dicommove-manifest td, .dicommove-manifest th {white-space: nowrap}</style>"
+
+
+def manifest_html(df: pd.DataFrame, fallback: Callable[[pd.DataFrame], str | None]) -> str | None:
+    """Return ``fallback(df)``, wrapped so that a manifest's cells stay on one line."""
+    body = fallback(df)
+    if body is None or df.attrs.get("dicommove") != MANIFEST:
+        return body
+    return f"<div class='dicommove-manifest'>{_NOWRAP}{body}</div>"
+
+
+def _pandas_html(df: pd.DataFrame) -> str | None:
+    html_text: str | None = cast(Any, df)._repr_html_()  # not in pandas-stubs
+    return html_text
+
+
+def register_html() -> bool:
+    """Have the running IPython show manifests with :func:`manifest_html`; once.
+
+    Other DataFrames are shown as before (by the printer registered before ours, or
+    pandas' own). Returns whether a shell was found.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    formatter = shell.display_formatter.formatters.get("text/html")
+    if formatter is None:
+        return False
+    previous = formatter.type_printers.get(pd.DataFrame)
+    if getattr(previous, "dicommove", False):
+        return True  # registered already
+    fallback = previous if previous is not None else _pandas_html
+
+    def printer(df: pd.DataFrame) -> str | None:
+        return manifest_html(df, fallback)
+
+    printer.dicommove = True  # type: ignore[attr-defined]
+    formatter.for_type(pd.DataFrame, printer)
+    return True

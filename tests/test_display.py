@@ -292,3 +292,29 @@ def test_a_routed_button_needs_no_polling(monkeypatch: pytest.MonkeyPatch) -> No
     # a comm without ipykernel 7's routing hook, or no kernel: not routed
     assert not events_module.route_to_subshell(types.SimpleNamespace(comm=object()))
     assert not events_module.route_to_subshell(types.SimpleNamespace(comm=None))
+
+
+# -- the manifest in IPython: one line per row ---------------------------------------------
+def test_a_manifest_renders_on_one_line_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.core.formatters import HTMLFormatter
+
+    from dicommove import summary as summary_module
+    from dicommove.manifest import build
+
+    formatter = HTMLFormatter()
+    shell = types.SimpleNamespace(
+        display_formatter=types.SimpleNamespace(formatters={"text/html": formatter})
+    )
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: shell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    df = build([{"request": "a", "status": "cancelled", "reason": "not attempted: cancelled"}])
+    assert df.attrs["dicommove"] == "manifest"  # build() registered the printer too
+    html = formatter(df)
+    assert html.startswith("<div class='dicommove-manifest'><style>")
+    assert "white-space: nowrap" in html and "not attempted: cancelled" in html
+    assert "dicommove-manifest" in formatter(df.head(1))  # pandas carries the mark
+    other = pd.DataFrame({"a": [1]})
+    assert formatter(other) == other._repr_html_()  # other frames as pandas shows them
+    assert summary_module.register_html()  # again: still one printer
+    assert formatter(df).count("dicommove-manifest'>") == 1
