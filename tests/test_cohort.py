@@ -363,6 +363,10 @@ def test_ctrl_c_cancels_releases_and_a_rerun_resumes(
     assert isinstance(info.value, KeyboardInterrupt)
     df = info.value.manifest
     assert df is not None
+    # after an uncaught Ctrl-C the exception is gone with the cell: the message says where
+    assert "dicommove.last_manifest()" in str(info.value)
+    last = dicommove.last_manifest()
+    assert last is not None and last.equals(df)
     assert set(df["status"]) <= {"received", "cancelled"}
     assert (df["status"] == "cancelled").any()
     got = set(df.loc[df["status"] == "received", "SOPInstanceUID"])
