@@ -177,7 +177,7 @@ def test_four_workers_move_200_studies_from_orthanc_each_instance_once(
     # the four workers ran, and the last progress report agrees
     last = seen[-1]
     assert last.finished and last.complete is True and not last.cancelled
-    assert dict(last.workers) == dict.fromkeys(range(4), "done")
+    assert dict(last.workers) == dict.fromkeys(range(1, 5), "done")  # numbered from 1
     assert last.requests_done == last.requests_total == 200
     assert last.instances == 400 and last.requests_failed == 0
 
