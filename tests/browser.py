@@ -651,8 +651,10 @@ class LabPage:
     def set_theme(self, theme: str, timeout: float = 20.0) -> None:
         """Switch JupyterLab's theme ("JupyterLab Dark", "JupyterLab Light") and wait for it."""
         self.command("apputils:change-theme", {"theme": theme})
+        # applied, and JupyterLab's splash (shown while the theme loads) gone
         self.wait_js(
-            "(theme) => document.body.dataset.jpThemeName === theme",
+            "(theme) => document.body.dataset.jpThemeName === theme"
+            " && !document.getElementById('jupyterlab-splash')",
             timeout,
             arg=theme,
             what=f"the theme {theme!r} applied",
