@@ -24,6 +24,7 @@ from dicommove import MoveCancelled, MoveIncomplete, Query, Session
 from dicommove.engine.request import ellipsize, label_of
 from dicommove.progress import MoveStats, ProgressSnapshot, WidgetReporter
 from dicommove.progress import events as events_module
+from dicommove.progress import widget as widget_module
 from dicommove.summary import ManifestSummary, summary
 from dicommove.testing import DemoPACS
 
@@ -53,6 +54,7 @@ def displayed(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         return Handle() if display_id else None
 
     monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(widget_module, "_shell_running", lambda: True)  # as in a notebook
     return shown
 
 

@@ -26,6 +26,7 @@ from dicommove.progress import (
     WidgetReporter,
     make_reporter,
 )
+from dicommove.progress import widget as widget_module
 
 
 class FakeClock:
@@ -439,6 +440,7 @@ def displayed(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         return None
 
     monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(widget_module, "_shell_running", lambda: True)  # as in a notebook
     return shown
 
 
@@ -606,3 +608,16 @@ def test_widget_lists_at_most_rows_active_requests(displayed: list[object]) -> N
     table = reporter._table.value
     assert table.count("<tr>") == 1 + 8 + 1  # header, 8 rows, "+3 more"
     assert "&lt;&amp;&gt;" in table and "<&>" not in table
+
+
+def test_a_widget_outside_ipython_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ipywidgets", reason="ipywidgets is not installed")
+    stats = MoveStats(requests_total=1)
+    reporter = widget(stats, interval=0.01)
+    reporter.start()
+    stats.instance(10)
+    stats.finish(complete=True)
+    reporter.stop()
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""  # IPython's display would have printed the panel
+    assert reporter.text().splitlines()[0] == "C-MOVE from PACS: complete"

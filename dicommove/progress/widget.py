@@ -125,6 +125,9 @@ class WidgetReporter(Reporter):
         self._apply(self._panel)
 
     def _open(self) -> None:
+        if not _shell_running():  # IPython's display would print: a library does not
+            logger.info("progress='widget' outside IPython: the panel is not displayed")
+            return
         from IPython.display import display
 
         self._handle = display(self.panel, display_id=True)  # type: ignore[no-untyped-call]
@@ -206,3 +209,10 @@ def _close_all(widget: Any) -> None:
         if part is not None:
             part.close()
     widget.close()
+
+
+def _shell_running() -> bool:
+    """Whether an IPython shell runs in this process (a kernel, or the terminal IPython)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    return bool(InteractiveShell.initialized())
