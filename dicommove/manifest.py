@@ -275,12 +275,16 @@ def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> str:
         if not _missing(request):
             requests.add(request)
     present = [f"{name}: {counts[name]}" for name in STATUSES if counts.get(name, 0)]
-    n_requests = len(requests)
-    text = (
-        f"{n} instance{'s' if n != 1 else ''} received ({_human_bytes(nbytes)}) "
-        f"for {n_requests} request{'s' if n_requests != 1 else ''}"
-    )
+    text = received_text(n, nbytes, len(requests))
     return text + ("; " + ", ".join(present) if present else "")
+
+
+def received_text(instances: int, nbytes: int, requests: int) -> str:
+    """``"24 instances received (227.1 kB) for 4 requests"``: the head of every summary."""
+    return (
+        f"{instances:,} instance{'s' if instances != 1 else ''} received "
+        f"({_human_bytes(nbytes)}) for {requests:,} request{'s' if requests != 1 else ''}"
+    )
 
 
 def _text(value: Any) -> str:

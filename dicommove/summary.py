@@ -17,14 +17,14 @@ no longer wraps word by word beside the wide UID columns.
 from __future__ import annotations
 
 import html
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pandas as pd
 
-from .manifest import OK_STATUSES, PROBLEM_STATUSES, STATUSES, _human_bytes
+from .manifest import OK_STATUSES, PROBLEM_STATUSES, STATUSES, _human_bytes, received_text
+from .progress.base import _shell
 from .progress.panel import duration
 
 __all__ = ["ManifestAccessor", "ManifestSummary", "summary"]
@@ -66,11 +66,7 @@ class ManifestSummary:
 
     def headline(self) -> str:
         """Return one line: instances, bytes, requests, time and rate."""
-        n, r = self.instances, self.requests
-        text = (
-            f"{n:,} instance{'s' if n != 1 else ''} received ({_human_bytes(self.nbytes)}) "
-            f"for {r:,} request{'s' if r != 1 else ''}"
-        )
+        text = received_text(self.instances, self.nbytes, self.requests)
         if self.seconds:
             rate = _human_bytes(round(self.nbytes / self.seconds))
             text += f" in {duration(self.seconds)} ({rate}/s)"
@@ -251,8 +247,7 @@ def register_html() -> bool:
     Other DataFrames are shown as before (by the printer registered before ours, or
     pandas' own). Returns whether a shell was found.
     """
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
+    shell = _shell()
     if shell is None:
         return False
     formatter = shell.display_formatter.formatters.get("text/html")

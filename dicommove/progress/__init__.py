@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import IO, Literal
 
 from ..errors import InputError
-from .base import CallbackReporter, NullReporter, Reporter
+from .base import CallbackReporter, NullReporter, Reporter, _shell
 from .base import _state as _state
 from .stats import THROUGHPUT_WINDOW as THROUGHPUT_WINDOW
 from .stats import MoveStats, ProgressSnapshot
@@ -62,8 +62,7 @@ def _in_jupyter_kernel() -> bool:
     if "ipykernel.zmqshell" in sys.modules:
         if any(k == "QT_API" or k.startswith("SPYDER") for k in os.environ):
             return False  # jupyter-qtconsole, spyder
-        ipython = sys.modules.get("IPython")
-        shell = ipython.get_ipython() if ipython is not None else None
+        shell = _shell()
         name = type(shell).__name__.lower()
         return shell is not None and "qt" not in name and "spyder" not in name
     return "IPython.utils._process_emscripten" in sys.modules  # jupyterlite

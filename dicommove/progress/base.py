@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import InputError
 from .stats import MoveStats, ProgressSnapshot
@@ -188,3 +190,12 @@ def _state(snapshot: ProgressSnapshot) -> str:
     if snapshot.cancelled:
         return "cancelled"
     return "complete" if snapshot.complete else "incomplete"
+
+
+def _shell() -> Any:
+    """Return the running IPython shell (a kernel's, or the terminal's), or ``None``.
+
+    Never imports IPython: without it imported, no shell can run.
+    """
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None

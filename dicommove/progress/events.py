@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .base import Reporter
+from .base import Reporter, _shell
 from .widget import WidgetReporter
 
 __all__ = ["can_cancel_while_waiting", "route_to_subshell", "widget_events"]
@@ -48,9 +47,7 @@ def _in_kernel_main_thread() -> bool:
 
 def _kernel() -> Any:
     """Return the running ipykernel's Kernel object, or None."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return getattr(shell, "kernel", None)
+    return getattr(_shell(), "kernel", None)
 
 
 def _subshell_manager() -> Any:

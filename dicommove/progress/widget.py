@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InputError
-from .base import Reporter
+from .base import Reporter, _shell
 from .panel import Panel, StaticPanel
 from .stats import MoveStats, ProgressSnapshot
 
@@ -213,6 +213,4 @@ def _close_all(widget: Any) -> None:
 
 def _shell_running() -> bool:
     """Whether an IPython shell runs in this process (a kernel, or the terminal IPython)."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    return bool(InteractiveShell.initialized())
+    return _shell() is not None
